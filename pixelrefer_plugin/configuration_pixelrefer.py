@@ -1,0 +1,109 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""Configuration of PixelRefer: a VideoLLaMA3 base (vision encoder + Qwen2 LLM) plus the object tokenizer."""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
+
+VARIANTS = ("full",)
+
+
+class PixelReferConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`PixelReferForConditionalGeneration`].
+
+    The base model is transformers' VideoLLaMA3 (`vision_config` for the SigLIP-NaViT encoder, `text_config` for the
+    Qwen2 language model). The remaining fields are the constants of the Scale-Adaptive Object Tokenizer (SAOT), with the
+    published defaults.
+
+    Args:
+        text_config (`dict` or `PreTrainedConfig`, *optional*):
+            Language model config (default: Qwen2).
+        vision_config (`dict` or `VideoLlama3VisionConfig`, *optional*):
+            Vision encoder config.
+        variant (`str`, *optional*, defaults to `"full"`):
+            `"full"`: scene tokens and object tokens reach the LLM.
+        image_token_id (`int`, *optional*, defaults to 151665):
+            Id of the `<image>` token that scene features replace.
+        video_token_id (`int`, *optional*, defaults to 151665):
+            Id of the token video frame features replace (PixelRefer uses `<image>` for frames too).
+        region_token_id (`int`, *optional*, defaults to 151668):
+            Id of the `<REGION>` token that object tokens replace.
+        region_token (`str`, *optional*, defaults to `"<REGION>"`):
+            The object-token placeholder string in the vocabulary.
+        mask_num (`int`, *optional*, defaults to 32):
+            Maximum number of object tokens per region (k-means target).
+        region_context_patches (`int`, *optional*, defaults to 2):
+            Context kept around a region's tight box when cropping, in patches (2 patches = 28 px).
+        region_min_patches (`int`, *optional*, defaults to 32):
+            Regions smaller than this many patches' worth of pixels are enlarged by an integer factor.
+        region_max_patches (`int`, *optional*, defaults to 100):
+            Regions larger than this many patches' worth of pixels are shrunk to about this size.
+        region_grid_threshold (`float`, *optional*, defaults to 0.5):
+            A crop-grid cell belongs to the region when its bilinear mask coverage is at least this value.
+        kmeans_iters (`int`, *optional*, defaults to 5):
+            Lloyd iterations used to reduce a region's features to `mask_num` tokens.
+        kmeans_tol (`float`, *optional*, defaults to 1e-6):
+            A region's k-means stops early once no centroid moves by more than this.
+        position_axis_swap (`bool`, *optional*, defaults to `True`):
+            Reproduce the released checkpoints' position encoding, which reads the rows-first crop box as if it were
+            `(x0, y0, x1, y1)`. Set `False` for the geometrically consistent encoding when training from scratch.
+        tie_word_embeddings (`bool`, *optional*, defaults to `False`):
+            Tie `lm_head` to the input embeddings (taken from `text_config` when it says so).
+    """
+
+    model_type = "pixelrefer"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
+        "vision_config": VideoLlama3VisionConfig,
+    }
+    keys_to_ignore_at_inference = ["past_key_values"]
+    _auto_class = "AutoConfig"
+
+    text_config: dict | PreTrainedConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
+    variant: str = "full"
+    image_token_id: int = 151665
+    video_token_id: int = 151665
+    region_token_id: int = 151668
+    region_token: str = "<REGION>"
+    mask_num: int = 32
+    region_context_patches: int = 2
+    region_min_patches: int = 32
+    region_max_patches: int = 100
+    region_grid_threshold: float = 0.5
+    kmeans_iters: int = 5
+    kmeans_tol: float = 1e-6
+    position_axis_swap: bool = True
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        kwargs.setdefault(
+            "auto_map",
+            {
+                "AutoConfig": "configuration_pixelrefer.PixelReferConfig",
+                "AutoModel": "modeling_pixelrefer.PixelReferModel",
+                "AutoModelForImageTextToText": "modeling_pixelrefer.PixelReferForConditionalGeneration",
+            },
+        )
+        super().__post_init__(**kwargs)
+        if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
+            self.tie_word_embeddings = True
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        for name in ("mask_num", "region_min_patches", "region_max_patches", "kmeans_iters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.region_context_patches < 0:
+            raise ValueError(f"region_context_patches must be >= 0, got {self.region_context_patches}")
+        if not 0.0 < self.region_grid_threshold <= 1.0:
+            raise ValueError(f"region_grid_threshold must be in (0, 1], got {self.region_grid_threshold}")
+
+    @property
+    def patch_size(self) -> int:
+        return self.vision_config.patch_size
+
+
+__all__ = ["PixelReferConfig"]

@@ -1,0 +1,304 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""PixelRefer: transformers' VideoLLaMA3 with object tokens scattered at `<REGION>` positions.
+
+The base (vision encoder, projector, Qwen2 language model, generation, caching, attention kernels) is transformers'
+own VideoLLaMA3. PixelRefer adds the object tokenizer: region crops go through the same vision encoder as the scene
+images, in one packed pass, and their object tokens replace the `<REGION>` token embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.cache_utils import Cache
+from transformers.generation import GenerationMixin
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.auto import AutoModel
+from transformers.utils import can_return_tuple
+from transformers.models.video_llama_3.modeling_video_llama_3 import (
+    VideoLlama3CausalLMOutputWithPast,
+    VideoLlama3Model,
+    VideoLlama3ModelOutputWithPast,
+    VideoLlama3PreTrainedModel,
+    VideoLlama3Projector,
+)
+
+from .configuration_pixelrefer import PixelReferConfig
+from .object_tokenizer import PixelReferObjectTokenizer
+
+REGION_INPUT_NAMES = (
+    "region_pixel_values",
+    "region_grid_thw",
+    "region_grid_mask",
+    "region_boxes",
+    "region_image_sizes",
+)
+
+
+@dataclass
+class PixelReferModelOutputWithPast(VideoLlama3ModelOutputWithPast):
+    r"""
+    object_tokens_per_region (`torch.LongTensor` of shape `(num_regions,)`, *optional*):
+        Number of object tokens each region produced.
+    """
+
+    object_tokens_per_region: torch.LongTensor | None = None
+
+
+@dataclass
+class PixelReferCausalLMOutputWithPast(VideoLlama3CausalLMOutputWithPast):
+    r"""
+    object_tokens_per_region (`torch.LongTensor` of shape `(num_regions,)`, *optional*):
+        Number of object tokens each region produced.
+    """
+
+    object_tokens_per_region: torch.LongTensor | None = None
+
+
+class PixelReferPreTrainedModel(VideoLlama3PreTrainedModel):
+    config_class = PixelReferConfig
+    config: PixelReferConfig
+    _no_split_modules = ["VideoLlama3VisionEncoderLayer", "Qwen2DecoderLayer"]
+
+
+class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
+    """VideoLLaMA3 backbone plus the object tokenizer; returns last hidden states (no LM head)."""
+
+    config_class = PixelReferConfig
+    _auto_class = "AutoModel"
+
+    def __init__(self, config: PixelReferConfig):
+        PixelReferPreTrainedModel.__init__(self, config)
+        self.vision_model = AutoModel.from_config(config.vision_config)
+        self.projector = VideoLlama3Projector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.object_tokenizer = PixelReferObjectTokenizer(config)
+        self.post_init()
+
+    def encode_images_and_crops(
+        self,
+        pixel_values: torch.Tensor | None,
+        image_grid_thw: torch.LongTensor | None,
+        image_merge_sizes: torch.LongTensor | None,
+        region_pixel_values: torch.Tensor,
+        region_grid_thw: torch.LongTensor,
+    ) -> tuple[tuple[torch.Tensor, ...] | None, torch.Tensor]:
+        """Run scene images and region crops through the vision encoder in one packed pass.
+
+        Returns:
+            scene_embeds: per image `(h*w / merge², D)` projected scene tokens (None without images), and
+            crop_features: `(sum(h*w), C)` vision features of all crops (not projected).
+        """
+        crop_merge_sizes = torch.ones(len(region_grid_thw), dtype=torch.long, device=region_grid_thw.device)
+        if pixel_values is None:
+            packed_pixels, packed_grids, packed_merges = region_pixel_values, region_grid_thw, crop_merge_sizes
+        else:
+            packed_pixels = torch.cat([pixel_values, region_pixel_values.to(pixel_values.dtype)])
+            packed_grids = torch.cat([image_grid_thw, region_grid_thw])
+            packed_merges = torch.cat([image_merge_sizes, crop_merge_sizes])
+        features = self.vision_model(
+            pixel_values=packed_pixels, grid_thw=packed_grids, merge_sizes=packed_merges, return_dict=True
+        ).last_hidden_state
+        if pixel_values is None:
+            return None, features
+        scene_sizes = image_grid_thw.prod(dim=1) // (image_merge_sizes**2)
+        num_scene = int(scene_sizes.sum())
+        scene_embeds = self.projector(features[:num_scene]).split(scene_sizes.tolist())
+        return scene_embeds, features[num_scene:]
+
+    def scatter_object_tokens(
+        self, input_ids: torch.LongTensor, inputs_embeds: torch.Tensor, object_tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """Replace the `<REGION>` embeddings (row-major over the batch) by the object tokens `(T, D)`."""
+        region_mask = input_ids == self.config.region_token_id
+        num_slots = int(region_mask.sum())
+        if num_slots != object_tokens.shape[0]:
+            raise ValueError(
+                f"input_ids hold {num_slots} {self.config.region_token} tokens but the regions produced "
+                f"{object_tokens.shape[0]} object tokens; the processor and the model must agree on mask_num "
+                f"({self.config.mask_num}) and on the region grid masks"
+            )
+        return inputs_embeds.masked_scatter(region_mask[..., None], object_tokens.to(inputs_embeds.dtype))
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        image_merge_sizes: torch.LongTensor | None = None,
+        region_pixel_values: torch.Tensor | None = None,
+        region_grid_thw: torch.LongTensor | None = None,
+        region_grid_mask: torch.BoolTensor | None = None,
+        region_boxes: torch.LongTensor | None = None,
+        region_image_sizes: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> PixelReferModelOutputWithPast:
+        r"""
+        region_pixel_values (`torch.FloatTensor` of shape `(sum(h*w), 3 * patch_size**2)`):
+            Patches of all region crops, crops concatenated (see [`PixelReferProcessor`]).
+        region_grid_thw (`torch.LongTensor` of shape `(num_regions, 3)`):
+            `(1, h, w)` patch grid of each crop.
+        region_grid_mask (`torch.BoolTensor` of shape `(sum(h*w),)`):
+            Which crop cells belong to their region.
+        region_boxes (`torch.LongTensor` of shape `(num_regions, 4)`):
+            Crop boxes `(top, left, bottom, right)` in the pixels of the region's image.
+        region_image_sizes (`torch.LongTensor` of shape `(num_regions, 2)`):
+            `(height, width)` of each region's image.
+        """
+        if input_ids is None and inputs_embeds is None:
+            raise ValueError("pass input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        is_prefill = past_key_values is None or past_key_values.get_seq_length() == 0
+
+        object_tokens_per_region = None
+        mm_encoder_outputs = kwargs.pop("mm_encoder_outputs", None)
+        if region_pixel_values is not None:
+            if input_ids is None:
+                raise ValueError("input_ids are needed to place the object tokens of region_pixel_values")
+            scene_embeds, crop_features = self.encode_images_and_crops(
+                pixel_values, image_grid_thw, image_merge_sizes, region_pixel_values, region_grid_thw
+            )
+            object_tokens, object_tokens_per_region = self.object_tokenizer(
+                crop_features, region_grid_thw[:, 1:], region_grid_mask, region_boxes, region_image_sizes
+            )
+            inputs_embeds = self.scatter_object_tokens(input_ids, inputs_embeds, object_tokens)
+            if scene_embeds is not None:
+                mm_encoder_outputs = {"image": BaseModelOutputWithPooling(pooler_output=scene_embeds)}
+                pixel_values = None
+        elif is_prefill and input_ids is not None and bool((input_ids == self.config.region_token_id).any()):
+            raise ValueError(
+                f"input_ids hold {self.config.region_token} tokens but no region inputs were given; "
+                "build the inputs with PixelReferProcessor(..., regions=...)"
+            )
+
+        if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and is_prefill:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+        outputs = super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw,
+            image_merge_sizes=image_merge_sizes,
+            mm_encoder_outputs=mm_encoder_outputs,
+            **kwargs,
+        )
+        return PixelReferModelOutputWithPast(
+            **outputs, object_tokens_per_region=object_tokens_per_region
+        )
+
+
+class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMixin):
+    """PixelRefer with a language-modelling head: `forward(labels=...)` for training, `generate()` for inference."""
+
+    config_class = PixelReferConfig
+    _auto_class = "AutoModelForImageTextToText"
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+    _can_compile_fullgraph = False
+
+    def __init__(self, config: PixelReferConfig):
+        super().__init__(config)
+        self.model = PixelReferModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def get_decoder(self) -> nn.Module:
+        return self.model.language_model
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        image_merge_sizes: torch.LongTensor | None = None,
+        region_pixel_values: torch.Tensor | None = None,
+        region_grid_thw: torch.LongTensor | None = None,
+        region_grid_mask: torch.BoolTensor | None = None,
+        region_boxes: torch.LongTensor | None = None,
+        region_image_sizes: torch.LongTensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> PixelReferCausalLMOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Target ids for the causal-LM loss; `-100` positions are ignored (the processor's `return_labels=True`
+            keeps only assistant tokens). Labels are shifted inside the loss.
+
+        The region arguments are documented in [`PixelReferModel.forward`].
+        """
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw,
+            image_merge_sizes=image_merge_sizes,
+            region_pixel_values=region_pixel_values,
+            region_grid_thw=region_grid_thw,
+            region_grid_mask=region_grid_mask,
+            region_boxes=region_boxes,
+            region_image_sizes=region_image_sizes,
+            return_dict=True,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, keep, :])
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
+        return PixelReferCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_hidden_states=outputs.image_hidden_states,
+            object_tokens_per_region=outputs.object_tokens_per_region,
+        )
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if not is_first_iteration and kwargs.get("use_cache", True):
+            for name in REGION_INPUT_NAMES:
+                model_inputs.pop(name, None)
+        return model_inputs
+
+
+__all__ = ["PixelReferPreTrainedModel", "PixelReferModel", "PixelReferForConditionalGeneration"]

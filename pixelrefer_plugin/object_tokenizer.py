@@ -1,0 +1,174 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""Scale-Adaptive Object Tokenizer (SAOT): crop features -> at most `mask_num` object tokens per region.
+
+All regions of a batch are handled at once: the selected grid cells of every region are packed into one padded
+`(R, N_max, C)` tensor with a validity mask, and k-means runs on all regions that need it in the same tensor ops.
+There is no Python loop over regions or clusters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .configuration_pixelrefer import PixelReferConfig
+from .region_geometry import position_grids
+
+
+def strided_kmeans_init(points: torch.Tensor, counts: torch.Tensor, num_clusters: int) -> torch.Tensor:
+    """Deterministic k-means start: cluster `j` starts at point `floor(j * n / K)` of its region (raster order).
+
+    Args:
+        points: `(R, N, C)` padded points of R regions.
+        counts: `(R,)` number of valid points per region, each `>= num_clusters`.
+        num_clusters: K.
+
+    Returns:
+        `(R, K, C)` initial centroids.
+    """
+    steps = torch.arange(num_clusters, device=points.device)
+    index = torch.div(steps[None, :] * counts[:, None], num_clusters, rounding_mode="floor")
+    return torch.gather(points, 1, index[..., None].expand(-1, -1, points.shape[-1]))
+
+
+def batched_kmeans(
+    points: torch.Tensor,
+    valid: torch.Tensor,
+    initial_centroids: torch.Tensor,
+    num_iters: int,
+    tol: float,
+) -> torch.Tensor:
+    """Lloyd's k-means on many point sets at once.
+
+    Each iteration assigns every valid point to its nearest centroid (Euclidean), then moves each centroid to the mean
+    of its points; a centroid with no point keeps its position. A region stops updating once none of its centroids
+    moved by more than `tol`.
+
+    Args:
+        points: `(R, N, C)` float points, padded.
+        valid: `(R, N)` bool, which points are real.
+        initial_centroids: `(R, K, C)`.
+        num_iters: maximum number of iterations.
+        tol: convergence tolerance (absolute, per coordinate).
+
+    Returns:
+        `(R, K, C)` centroids, in the order of `initial_centroids`.
+    """
+    centroids = initial_centroids
+    num_clusters = centroids.shape[1]
+    weights = valid.to(points.dtype)
+    active = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
+    for _ in range(num_iters):
+        assignment = torch.cdist(points, centroids).argmin(dim=-1)  # (R, N)
+        one_hot = nn.functional.one_hot(assignment, num_clusters).to(points.dtype) * weights[..., None]  # (R, N, K)
+        sums = one_hot.transpose(1, 2) @ points  # (R, K, C)
+        sizes = one_hot.sum(dim=1)[..., None]  # (R, K, 1)
+        updated = torch.where(sizes > 0, sums / sizes.clamp_min(1), centroids)
+        converged = ((updated - centroids).abs() <= tol).flatten(1).all(dim=1)
+        centroids = torch.where(active[:, None, None], updated, centroids)
+        active = active & ~converged
+        if not bool(active.any()):
+            break
+    return centroids
+
+
+def pack_regions(
+    values: torch.Tensor, region_index: torch.Tensor, num_regions: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pack rows grouped by region (`region_index` sorted ascending) into a padded `(R, N_max, C)` tensor.
+
+    Returns:
+        padded `(R, N_max, C)`, valid `(R, N_max)` bool, counts `(R,)`.
+    """
+    counts = torch.bincount(region_index, minlength=num_regions)
+    max_count = int(counts.max()) if num_regions else 0
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(values.shape[0], device=values.device) - starts[region_index]
+    padded = values.new_zeros(num_regions, max_count, values.shape[-1])
+    padded[region_index, slot] = values
+    valid = torch.zeros(num_regions, max_count, dtype=torch.bool, device=values.device)
+    valid[region_index, slot] = True
+    return padded, valid, counts
+
+
+class PixelReferObjectTokenizer(nn.Module):
+    """Object tokens from region crops: position encoding, mask pooling, k-means, projection to the LLM width.
+
+    Parameter names follow the released checkpoints: `pos_linear` (2 -> vision width) and `feat_linear`
+    (vision width -> LLM width -> LLM width, GELU in between).
+    """
+
+    def __init__(self, config: PixelReferConfig):
+        super().__init__()
+        vision_width = config.vision_config.hidden_size
+        text_width = config.text_config.hidden_size
+        self.mask_num = config.mask_num
+        self.kmeans_iters = config.kmeans_iters
+        self.kmeans_tol = config.kmeans_tol
+        self.position_axis_swap = config.position_axis_swap
+        self.pos_linear = nn.Linear(2, vision_width)
+        self.feat_linear = nn.Sequential(
+            nn.Linear(vision_width, text_width), nn.GELU(), nn.Linear(text_width, text_width)
+        )
+
+    def pool(
+        self,
+        crop_features: torch.Tensor,
+        grid_sizes: torch.Tensor,
+        grid_mask: torch.Tensor,
+        boxes: torch.Tensor,
+        image_sizes: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Position-encoded, mask-pooled and k-means-reduced region features, before the projection.
+
+        Args:
+            crop_features: `(sum(h*w), C)` vision features of all crops, crops concatenated, cells in raster order.
+            grid_sizes: `(R, 2)` `(h, w)` of each crop grid.
+            grid_mask: `(sum(h*w),)` bool, which cells belong to their region.
+            boxes: `(R, 4)` crop boxes `(top, left, bottom, right)` in image pixels.
+            image_sizes: `(R, 2)` `(H, W)` of each region's image.
+
+        Returns:
+            features `(T, C)` float32 with `T = sum(tokens_per_region)`, regions in order, and
+            tokens_per_region `(R,)` = `min(mask_num, cells in the region's grid mask)`.
+        """
+        num_regions = grid_sizes.shape[0]
+        cells_per_crop = grid_sizes[:, 0] * grid_sizes[:, 1]
+        cell_region = torch.repeat_interleave(torch.arange(num_regions, device=grid_mask.device), cells_per_crop)
+        selected = grid_mask.nonzero(as_tuple=True)[0]
+
+        positions = position_grids(grid_sizes, boxes, image_sizes, self.position_axis_swap)[selected]
+        features = crop_features[selected]
+        features = features + self.pos_linear(positions.to(device=features.device, dtype=features.dtype))
+        features = features.float()
+
+        points, valid, counts = pack_regions(features, cell_region[selected], num_regions)
+        num_tokens = counts.clamp(max=self.mask_num)
+        if points.shape[1] < self.mask_num:
+            points = nn.functional.pad(points, (0, 0, 0, self.mask_num - points.shape[1]))
+        tokens = points[:, : self.mask_num].clone()
+
+        needs_kmeans = counts > self.mask_num
+        if bool(needs_kmeans.any()):
+            big_points, big_valid, big_counts = points[needs_kmeans], valid[needs_kmeans], counts[needs_kmeans]
+            start = strided_kmeans_init(big_points, big_counts, self.mask_num)
+            tokens[needs_kmeans] = batched_kmeans(big_points, big_valid, start, self.kmeans_iters, self.kmeans_tol)
+
+        keep = torch.arange(self.mask_num, device=tokens.device)[None, :] < num_tokens[:, None]
+        return tokens[keep], num_tokens
+
+    def forward(
+        self,
+        crop_features: torch.Tensor,
+        grid_sizes: torch.Tensor,
+        grid_mask: torch.Tensor,
+        boxes: torch.Tensor,
+        image_sizes: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Object tokens `(T, D)` at the LLM width and tokens_per_region `(R,)`; arguments as in [`pool`]."""
+        pooled, num_tokens = self.pool(crop_features, grid_sizes, grid_mask, boxes, image_sizes)
+        weight = self.feat_linear[0].weight
+        return self.feat_linear(pooled.to(weight.dtype)), num_tokens
+
+
+__all__ = ["PixelReferObjectTokenizer", "batched_kmeans", "strided_kmeans_init"]

@@ -1,0 +1,222 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""Pure geometry of the Scale-Adaptive Object Tokenizer (SAOT).
+
+Everything here is a plain function of numbers and tensors (no `nn.Module`), so it can be checked against the worked
+examples of the algorithm: where a region is cropped, how much the crop is rescaled, which cells of the encoder grid
+belong to the region, and the normalised image coordinates that the position encoding sees.
+
+Conventions:
+* a box is `(top, left, bottom, right)` in pixels, rows first, `bottom`/`right` exclusive;
+* `patch_size` is the vision encoder's patch side (14 for the released models);
+* a "grid" is the crop's patch grid as the vision encoder sees it: `(crop_height / patch_size, crop_width / patch_size)`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """Where and how one region is cropped.
+
+    Attributes:
+        box: `(top, left, bottom, right)` of the crop in the original image, bottom/right exclusive.
+        scale: factor applied to the crop before encoding (> 1 enlarges small regions, < 1 shrinks large ones).
+        resized_size: `(height, width)` of the rescaled crop, multiples of `patch_size`.
+        image_size: `(height, width)` of the original image.
+        area: number of foreground pixels of the region.
+        patch_size: patch side of the vision encoder the crop is planned for.
+    """
+
+    box: tuple[int, int, int, int]
+    scale: float
+    resized_size: tuple[int, int]
+    image_size: tuple[int, int]
+    area: int
+    patch_size: int
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """`(rows, cols)` of the crop's encoder grid."""
+        return self.resized_size[0] // self.patch_size, self.resized_size[1] // self.patch_size
+
+
+def mask_bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Tight box `(row0, col0, row1, col1)` of a non-empty 2-D mask, **inclusive** on both ends."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("mask_bounding_box() needs a non-empty mask")
+    return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
+
+
+def expanded_crop_box(
+    tight_box: tuple[int, int, int, int], image_size: tuple[int, int], context: int
+) -> tuple[int, int, int, int]:
+    """Pad a tight inclusive box by `context` pixels and clip it to the image.
+
+    Follows the released models: the clipped bottom/right edge is `min(size - 1, edge + context)` and is then used as an
+    exclusive end, so the last row/column of the image never enters a crop.
+
+    Returns:
+        `(top, left, bottom, right)`, bottom/right exclusive.
+    """
+    row0, col0, row1, col1 = tight_box
+    height, width = image_size
+    top = max(0, row0 - context)
+    left = max(0, col0 - context)
+    bottom = min(height - 1, row1 + context)
+    right = min(width - 1, col1 + context)
+    # A region touching the last row/column of a 1-pixel-high (or wide) image would give an empty crop.
+    bottom = max(bottom, top + 1)
+    right = max(right, left + 1)
+    return top, left, bottom, right
+
+
+def region_scale(area: int, patch_size: int, min_patches: int, max_patches: int) -> float:
+    """Scale factor that makes a region cover about `min_patches`..`max_patches` encoder patches.
+
+    Small regions are enlarged by the integer `ceil(sqrt(P² · min_patches / area))`; regions of more than `max_patches`
+    patches' worth of pixels are shrunk to about `max_patches` patches; everything in between keeps its size.
+    """
+    if area <= 0:
+        raise ValueError(f"region_scale() needs a positive area, got {area}")
+    patch_area = patch_size * patch_size
+    scale: float = math.ceil(math.sqrt(patch_area * min_patches / area))
+    if scale == 1 and area / patch_area > max_patches:
+        scale = 1.0 / math.sqrt((area / patch_area) / max_patches)
+    return float(scale)
+
+
+def resized_crop_size(crop_size: tuple[int, int], scale: float, patch_size: int) -> tuple[int, int]:
+    """`(height, width)` of a crop after scaling, each rounded **up** to a multiple of `patch_size`."""
+    height, width = crop_size
+    return (
+        patch_size * math.ceil(height * scale / patch_size),
+        patch_size * math.ceil(width * scale / patch_size),
+    )
+
+
+def fit_pixel_budget(
+    size: tuple[int, int], patch_size: int, min_pixels: int, max_pixels: int
+) -> tuple[int, int]:
+    """Keep a patch-aligned size inside the encoder's pixel budget, as the image processor would.
+
+    Sizes already inside `[min_pixels, max_pixels]` are returned unchanged; others go through the VideoLLaMA3
+    `smart_resize` rule (same aspect ratio, multiples of `patch_size`).
+    """
+    height, width = size
+    if min_pixels <= height * width <= max_pixels:
+        return height, width
+    from transformers.models.video_llama_3.image_processing_pil_video_llama_3 import smart_resize
+
+    return smart_resize(height, width, factor=patch_size, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def plan_region_crop(
+    mask: np.ndarray,
+    patch_size: int,
+    context_patches: int,
+    min_patches: int,
+    max_patches: int,
+    min_pixels: int,
+    max_pixels: int,
+) -> CropPlan:
+    """Crop plan of one region given its full-image boolean mask `(H, W)` (must be non-empty)."""
+    image_size = (int(mask.shape[0]), int(mask.shape[1]))
+    area = int(mask.sum())
+    box = expanded_crop_box(mask_bounding_box(mask), image_size, context_patches * patch_size)
+    top, left, bottom, right = box
+    scale = region_scale(area, patch_size, min_patches, max_patches)
+    resized = resized_crop_size((bottom - top, right - left), scale, patch_size)
+    resized = fit_pixel_budget(resized, patch_size, min_pixels, max_pixels)
+    return CropPlan(
+        box=box, scale=scale, resized_size=resized, image_size=image_size, area=area, patch_size=patch_size
+    )
+
+
+def resize_bilinear(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a `(C, H, W)` float tensor, `align_corners=False` and no antialiasing.
+
+    This is the sampling rule of OpenCV's `INTER_LINEAR` and of `torch.nn.functional.interpolate`, used for both the crop
+    pixels and the grid mask.
+    """
+    return F.interpolate(array[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
+
+
+def crop_and_resize_image(image: np.ndarray, plan: CropPlan) -> np.ndarray:
+    """Cut `plan.box` out of an `(H, W, 3)` uint8 image and resize it to `plan.resized_size`; returns uint8 `(h, w, 3)`."""
+    top, left, bottom, right = plan.box
+    crop = torch.from_numpy(np.ascontiguousarray(image[top:bottom, left:right])).permute(2, 0, 1).float()
+    resized = resize_bilinear(crop, plan.resized_size)
+    return resized.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def region_grid_mask(mask: np.ndarray, plan: CropPlan, threshold: float = 0.5) -> np.ndarray:
+    """Boolean mask of the crop's encoder grid cells that belong to the region.
+
+    The cropped mask is resampled bilinearly to the grid and a cell is in when its sample is `>= threshold` (0.5 is the
+    rounding the released models apply to uint8 masks). A region too thin to reach the threshold in any cell keeps the
+    single cell of highest coverage, so every region gets at least one object token.
+
+    Returns:
+        bool array of shape `plan.grid_size`.
+    """
+    top, left, bottom, right = plan.box
+    crop = torch.from_numpy(np.ascontiguousarray(mask[top:bottom, left:right], dtype=np.float32))
+    coverage = resize_bilinear(crop[None], plan.grid_size)[0]
+    grid = coverage >= threshold
+    if not grid.any():
+        grid.view(-1)[coverage.argmax()] = True
+    return grid.numpy()
+
+
+def position_grids(
+    grid_sizes: torch.Tensor, boxes: torch.Tensor, image_sizes: torch.Tensor, axis_swap: bool
+) -> torch.Tensor:
+    """Normalised image coordinates of every cell of every crop grid, for the object position encoding.
+
+    Cell `(i, j)` of an `h x w` grid sits at the fractions `u = j / w` (column) and `v = i / h` (row) of its crop box,
+    left/top aligned. With `axis_swap=False` the two channels are the cell's x and y in the full image:
+    `c0 = (u · (right - left) + left) / (W - 1)`, `c1 = (v · (bottom - top) + top) / (H - 1)`.
+    With `axis_swap=True` (the released checkpoints) the box is read as if it were `(x0, y0, x1, y1)`:
+    `c0 = (u · (bottom - top) + top) / (W - 1)`, `c1 = (v · (right - left) + left) / (H - 1)`.
+
+    Args:
+        grid_sizes: `(R, 2)` long, `(h, w)` of each crop grid.
+        boxes: `(R, 4)` `(top, left, bottom, right)` of each crop in its image.
+        image_sizes: `(R, 2)` `(H, W)` of each region's image.
+        axis_swap: reproduce the released checkpoints' channel mix-up.
+
+    Returns:
+        float32 tensor `(sum(h * w), 2)`, crops concatenated in order, cells in raster order.
+    """
+    device = grid_sizes.device
+    heights, widths = grid_sizes[:, 0], grid_sizes[:, 1]
+    cells_per_crop = heights * widths
+    crop_index = torch.repeat_interleave(torch.arange(len(grid_sizes), device=device), cells_per_crop)
+    starts = torch.cumsum(cells_per_crop, 0) - cells_per_crop
+    local = torch.arange(int(cells_per_crop.sum()), device=device) - starts[crop_index]
+    row = torch.div(local, widths[crop_index], rounding_mode="floor")
+    col = local - row * widths[crop_index]
+
+    u = col.float() / widths[crop_index].float()
+    v = row.float() / heights[crop_index].float()
+    boxes = boxes.float()[crop_index]
+    top, left, bottom, right = boxes.unbind(-1)
+    image_sizes = image_sizes.float()[crop_index]
+    x_norm = (image_sizes[:, 1] - 1).clamp_min(1.0)
+    y_norm = (image_sizes[:, 0] - 1).clamp_min(1.0)
+    if axis_swap:
+        channel0 = (u * (bottom - top) + top) / x_norm
+        channel1 = (v * (right - left) + left) / y_norm
+    else:
+        channel0 = (u * (right - left) + left) / x_norm
+        channel1 = (v * (bottom - top) + top) / y_norm
+    return torch.stack([channel0, channel1], dim=-1)

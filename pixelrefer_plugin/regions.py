@@ -1,0 +1,308 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""User-facing region inputs (mask, RLE, polygon, box, point) turned into validated binary masks.
+
+A region is a dict with exactly one of the keys in `REGION_KINDS` plus optional keys in `REGION_OPTIONS`:
+
+* `mask`: bool / integer / float array, torch tensor or PIL image of shape `(H, W)` (the size of its image); a pixel is
+  in the region when it is non-zero (bool / integer / PIL) or `>= 0.5` (float).
+* `rle`: COCO run-length encoding `{"size": [H, W], "counts": str | bytes | list[int]}`, compressed or not.
+* `polygon`: COCO polygon, a list of `[x0, y0, x1, y1, ...]` rings (or one flat ring) in pixels.
+* `box`: `[x0, y0, x1, y1]` in pixels (or `[x, y, w, h]` with `box_format="xywh"`), filled as a rectangle of the
+  pixels it covers.
+* `point`: `[x, y]` in pixels, filled as a square of `point_size` pixels centred on the point and clipped to the
+  image (the model sees the neighbourhood of the point, not a segmented object).
+
+`image` (default 0) selects which image of the sample the region lies on. Any other key is an error, so a typo such
+as `bbox` never passes silently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REGION_KINDS = ("mask", "rle", "polygon", "box", "point")
+REGION_OPTIONS = ("box_format", "image", "frame")
+BOX_FORMATS = ("xyxy", "xywh")
+
+
+class PixelReferInputError(ValueError):
+    """A user input the processor cannot use. The message names the argument, the sample and the item."""
+
+    def __init__(
+        self,
+        argument: str,
+        expected: str,
+        sample_index: int | None = None,
+        item_index: int | None = None,
+        item_name: str = "region",
+    ):
+        location = argument
+        if sample_index is not None:
+            location += f"[sample {sample_index}]"
+        if item_index is not None:
+            location += f"[{item_name} {item_index}]"
+        self.argument = argument
+        self.sample_index = sample_index
+        self.item_index = item_index
+        super().__init__(f"{location}: {expected}")
+
+
+class RegionInputError(PixelReferInputError):
+    """A region that is malformed, empty, or does not fit its image."""
+
+    def __init__(self, expected: str, sample_index: int | None = None, region_index: int | None = None):
+        super().__init__("regions", expected, sample_index, region_index, item_name="region")
+
+
+class ImageInputError(PixelReferInputError):
+    """An image that cannot be read or is not an RGB picture."""
+
+    def __init__(self, expected: str, sample_index: int | None = None, image_index: int | None = None):
+        super().__init__("images", expected, sample_index, image_index, item_name="image")
+
+
+def load_image(image: Any, sample_index: int | None = None, image_index: int | None = None) -> np.ndarray:
+    """Read a PIL image, path, numpy array `(H, W[, 3|4])` or torch tensor `(H, W, 3)` / `(3, H, W)` as uint8 `(H, W, 3)`."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, (str, Path)):
+        try:
+            with Image.open(image) as opened:
+                image = opened.convert("RGB")
+        except (OSError, UnidentifiedImageError) as error:
+            raise ImageInputError(f"cannot read image file {str(image)!r} ({error})", sample_index, image_index) from None
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3, 4):
+            image = image.permute(1, 2, 0)
+        image = image.numpy()
+    if not isinstance(image, np.ndarray):
+        raise ImageInputError(
+            f"expected a PIL image, a path, a numpy array or a torch tensor, got {type(image).__name__}",
+            sample_index,
+            image_index,
+        )
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ImageInputError(
+            f"expected an array of shape (H, W, 3), got shape {tuple(image.shape)}", sample_index, image_index
+        )
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    image = image[..., :3]
+    if image.dtype != np.uint8:
+        if np.issubdtype(image.dtype, np.floating) and image.size and float(image.max()) <= 1.0:
+            image = image * 255.0
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+def region_kind(region: Any, sample_index: int, region_index: int) -> str:
+    """Validate the keys of a region dict and return its kind (one of `REGION_KINDS`)."""
+    if not isinstance(region, Mapping):
+        raise RegionInputError(
+            f"expected a dict with one of the keys {REGION_KINDS}, got {type(region).__name__}", sample_index, region_index
+        )
+    unknown = sorted(set(region) - set(REGION_KINDS) - set(REGION_OPTIONS))
+    if unknown:
+        raise RegionInputError(
+            f"unknown key(s) {unknown}; a region takes one of {REGION_KINDS} and optionally {REGION_OPTIONS}",
+            sample_index,
+            region_index,
+        )
+    kinds = [kind for kind in REGION_KINDS if kind in region]
+    if len(kinds) != 1:
+        found = f"none of them" if not kinds else f"{len(kinds)} of them ({', '.join(kinds)})"
+        raise RegionInputError(
+            f"expected exactly one of the keys {REGION_KINDS}, found {found}", sample_index, region_index
+        )
+    return kinds[0]
+
+
+def region_to_mask(
+    region: Mapping[str, Any],
+    image_size: tuple[int, int],
+    sample_index: int,
+    region_index: int,
+    point_size: int = 28,
+) -> np.ndarray:
+    """Turn one region dict into a validated, non-empty boolean mask of shape `image_size = (H, W)`."""
+    kind = region_kind(region, sample_index, region_index)
+    value = region[kind]
+    height, width = image_size
+    if kind == "mask":
+        mask = _mask_from_array(value, image_size, sample_index, region_index)
+    elif kind == "rle":
+        mask = _mask_from_rle(value, image_size, sample_index, region_index)
+    elif kind == "polygon":
+        mask = _mask_from_polygon(value, image_size, sample_index, region_index)
+    elif kind == "box":
+        box_format = region.get("box_format", "xyxy")
+        if box_format not in BOX_FORMATS:
+            raise RegionInputError(
+                f"box_format must be one of {BOX_FORMATS}, got {box_format!r}", sample_index, region_index
+            )
+        mask = _mask_from_box(value, box_format, image_size, sample_index, region_index)
+    else:
+        mask = _mask_from_point(value, image_size, point_size, sample_index, region_index)
+    if not mask.any():
+        raise RegionInputError(
+            f"the {kind} covers no pixel of the {height}x{width} image; expected a non-empty region",
+            sample_index,
+            region_index,
+        )
+    return mask
+
+
+def _numbers(value: Any, count: int | None, what: str, sample_index: int, region_index: int) -> list[float]:
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or (count is not None and len(value) != count):
+        size = f"{count} numbers" if count is not None else "a list of numbers"
+        raise RegionInputError(f"{what} must be {size}, got {value!r}", sample_index, region_index)
+    try:
+        numbers = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise RegionInputError(f"{what} must contain only numbers, got {value!r}", sample_index, region_index) from None
+    if not all(math.isfinite(v) for v in numbers):
+        raise RegionInputError(f"{what} must contain finite numbers, got {value!r}", sample_index, region_index)
+    return numbers
+
+
+def _mask_from_array(value: Any, image_size: tuple[int, int], sample_index: int, region_index: int) -> np.ndarray:
+    from PIL import Image
+
+    if isinstance(value, Image.Image):
+        value = np.asarray(value.convert("L"))
+    elif isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, np.ndarray):
+        raise RegionInputError(
+            f"mask must be a numpy array, torch tensor or PIL image, got {type(value).__name__}",
+            sample_index,
+            region_index,
+        )
+    if value.ndim == 3 and value.shape[0] == 1:
+        value = value[0]
+    if value.shape != tuple(image_size):
+        raise RegionInputError(
+            f"mask has shape {tuple(value.shape)} but its image is {image_size[0]}x{image_size[1]}; "
+            f"expected a mask of shape {tuple(image_size)}",
+            sample_index,
+            region_index,
+        )
+    if np.issubdtype(value.dtype, np.floating):
+        return value >= 0.5
+    return value != 0
+
+
+def _mask_from_rle(value: Any, image_size: tuple[int, int], sample_index: int, region_index: int) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    if not isinstance(value, Mapping) or "size" not in value or "counts" not in value:
+        raise RegionInputError(
+            'rle must be a COCO RLE dict {"size": [H, W], "counts": ...}', sample_index, region_index
+        )
+    size = _numbers(value["size"], 2, "rle size", sample_index, region_index)
+    rle_height, rle_width = int(size[0]), int(size[1])
+    if (rle_height, rle_width) != tuple(image_size):
+        raise RegionInputError(
+            f"rle size is {rle_height}x{rle_width} but its image is {image_size[0]}x{image_size[1]}",
+            sample_index,
+            region_index,
+        )
+    counts = value["counts"]
+    try:
+        if isinstance(counts, (list, tuple)):
+            if sum(int(c) for c in counts) != rle_height * rle_width or any(int(c) < 0 for c in counts):
+                raise ValueError(f"uncompressed counts must be non-negative and sum to {rle_height * rle_width}")
+            encoded = mask_utils.frPyObjects({"size": [rle_height, rle_width], "counts": list(counts)}, rle_height, rle_width)
+        elif isinstance(counts, (str, bytes)):
+            encoded = {"size": [rle_height, rle_width], "counts": counts.encode() if isinstance(counts, str) else counts}
+        else:
+            raise ValueError(f"counts must be a string, bytes or a list of integers, got {type(counts).__name__}")
+        decoded = mask_utils.decode(encoded)
+    except (ValueError, TypeError, OSError) as error:
+        raise RegionInputError(f"malformed rle ({error})", sample_index, region_index) from None
+    if decoded.shape != tuple(image_size):
+        raise RegionInputError(
+            f"rle decodes to shape {decoded.shape}, expected {tuple(image_size)}", sample_index, region_index
+        )
+    return decoded.astype(bool)
+
+
+def _mask_from_polygon(value: Any, image_size: tuple[int, int], sample_index: int, region_index: int) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or not value:
+        raise RegionInputError(
+            "polygon must be a non-empty list of [x0, y0, x1, y1, ...] rings", sample_index, region_index
+        )
+    rings = [value] if not isinstance(value[0], (list, tuple, np.ndarray)) else list(value)
+    checked = []
+    for ring_index, ring in enumerate(rings):
+        numbers = _numbers(ring, None, f"polygon ring {ring_index}", sample_index, region_index)
+        if len(numbers) < 6 or len(numbers) % 2:
+            raise RegionInputError(
+                f"polygon ring {ring_index} has {len(numbers)} numbers; expected an even count of at least 6 "
+                "(three x, y points)",
+                sample_index,
+                region_index,
+            )
+        checked.append(numbers)
+    height, width = image_size
+    rles = mask_utils.frPyObjects(checked, height, width)
+    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+
+
+def _mask_from_box(
+    value: Any, box_format: str, image_size: tuple[int, int], sample_index: int, region_index: int
+) -> np.ndarray:
+    x0, y0, a, b = _numbers(value, 4, f"box ({box_format})", sample_index, region_index)
+    x1, y1 = (x0 + a, y0 + b) if box_format == "xywh" else (a, b)
+    height, width = image_size
+    if x1 <= x0 or y1 <= y0:
+        raise RegionInputError(
+            f"box {list(value)} ({box_format}) is empty; expected x1 > x0 and y1 > y0", sample_index, region_index
+        )
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        raise RegionInputError(
+            f"box {list(value)} ({box_format}) lies outside the {width}x{height} (width x height) image; expected "
+            f"0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}",
+            sample_index,
+            region_index,
+        )
+    mask = np.zeros(image_size, dtype=bool)
+    mask[int(math.floor(y0)) : int(math.ceil(y1)), int(math.floor(x0)) : int(math.ceil(x1))] = True
+    return mask
+
+
+def _mask_from_point(
+    value: Any, image_size: tuple[int, int], point_size: int, sample_index: int, region_index: int
+) -> np.ndarray:
+    x, y = _numbers(value, 2, "point", sample_index, region_index)
+    height, width = image_size
+    if not (0 <= x < width and 0 <= y < height):
+        raise RegionInputError(
+            f"point {list(value)} lies outside the {width}x{height} (width x height) image; expected "
+            f"0 <= x < {width} and 0 <= y < {height}",
+            sample_index,
+            region_index,
+        )
+    half = point_size / 2
+    mask = np.zeros(image_size, dtype=bool)
+    top, left = max(0, int(math.floor(y - half))), max(0, int(math.floor(x - half)))
+    bottom, right = min(height, int(math.ceil(y + half))), min(width, int(math.ceil(x + half)))
+    mask[top:bottom, left:right] = True
+    return mask
