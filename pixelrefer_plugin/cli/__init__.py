@@ -1,0 +1,32 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""The `pixelrefer` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import build, demo, presets
+
+COMMANDS = {"build": build, "presets": presets, "demo": demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pixelrefer", description="PixelRefer region-level multimodal LLMs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subcommands = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.add_parser(subcommands)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"pixelrefer {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
