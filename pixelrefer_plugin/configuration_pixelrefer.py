@@ -7,6 +7,8 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
+from .region_geometry import GRID_ROUNDING_MODES
+
 VARIANTS = ("full",)
 
 
@@ -41,8 +43,10 @@ class PixelReferConfig(PreTrainedConfig):
             Regions smaller than this many patches' worth of pixels are enlarged by an integer factor.
         region_max_patches (`int`, *optional*, defaults to 100):
             Regions larger than this many patches' worth of pixels are shrunk to about this size.
-        region_grid_threshold (`float`, *optional*, defaults to 0.5):
-            A crop-grid cell belongs to the region when its bilinear mask coverage is at least this value.
+        region_grid_rounding (`str`, *optional*, defaults to `"separable"`):
+            How the region mask is resampled to the crop grid: `"separable"` rounds after the row and the column pass
+            of the bilinear resample (the released models' uint8 behaviour), `"bilinear"` keeps cells with 2-D
+            bilinear coverage >= 0.5. See `region_geometry.region_grid_mask`.
         kmeans_iters (`int`, *optional*, defaults to 5):
             Lloyd iterations used to reduce a region's features to `mask_num` tokens.
         kmeans_tol (`float`, *optional*, defaults to 1e-6):
@@ -73,7 +77,7 @@ class PixelReferConfig(PreTrainedConfig):
     region_context_patches: int = 2
     region_min_patches: int = 32
     region_max_patches: int = 100
-    region_grid_threshold: float = 0.5
+    region_grid_rounding: str = "separable"
     kmeans_iters: int = 5
     kmeans_tol: float = 1e-6
     position_axis_swap: bool = True
@@ -98,8 +102,10 @@ class PixelReferConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.region_context_patches < 0:
             raise ValueError(f"region_context_patches must be >= 0, got {self.region_context_patches}")
-        if not 0.0 < self.region_grid_threshold <= 1.0:
-            raise ValueError(f"region_grid_threshold must be in (0, 1], got {self.region_grid_threshold}")
+        if self.region_grid_rounding not in GRID_ROUNDING_MODES:
+            raise ValueError(
+                f"region_grid_rounding must be one of {GRID_ROUNDING_MODES}, got {self.region_grid_rounding!r}"
+            )
 
     @property
     def patch_size(self) -> int:

@@ -65,7 +65,7 @@ class PixelReferProcessor(ProcessorMixin):
             Object-token string in the vocabulary.
         mask_num (`int`, *optional*, defaults to 32):
             Maximum object tokens per region; must equal the model's `config.mask_num`.
-        region_context_patches, region_min_patches, region_max_patches, region_grid_threshold:
+        region_context_patches, region_min_patches, region_max_patches, region_grid_rounding:
             Crop geometry; must equal the model config's fields of the same names.
         region_max_pixels (`int`, *optional*):
             Pixel budget of one region crop (default: the image processor's `size["longest_edge"]`).
@@ -87,7 +87,7 @@ class PixelReferProcessor(ProcessorMixin):
         region_context_patches: int = 2,
         region_min_patches: int = 32,
         region_max_patches: int = 100,
-        region_grid_threshold: float = 0.5,
+        region_grid_rounding: str = "separable",
         region_max_pixels: int | None = None,
         point_size: int = 28,
         **kwargs,
@@ -99,7 +99,7 @@ class PixelReferProcessor(ProcessorMixin):
         self.region_context_patches = region_context_patches
         self.region_min_patches = region_min_patches
         self.region_max_patches = region_max_patches
-        self.region_grid_threshold = region_grid_threshold
+        self.region_grid_rounding = region_grid_rounding
         self.region_max_pixels = region_max_pixels
         self.point_size = point_size
         if chat_template is None:
@@ -196,7 +196,7 @@ class PixelReferProcessor(ProcessorMixin):
                     self.region_max_patches,
                     *self.crop_pixel_budget,
                 )
-                grid = region_grid_mask(mask, plan, self.region_grid_threshold)
+                grid = region_grid_mask(mask, plan, self.region_grid_rounding)
                 crops.append(crop_and_resize_image(image, plan))
                 grid_masks.append(grid.reshape(-1))
                 boxes.append(plan.box)

@@ -158,20 +158,36 @@ def crop_and_resize_image(image: np.ndarray, plan: CropPlan) -> np.ndarray:
     return resized.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def region_grid_mask(mask: np.ndarray, plan: CropPlan, threshold: float = 0.5) -> np.ndarray:
+GRID_ROUNDING_MODES = ("separable", "bilinear")
+
+
+def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: str = "separable") -> np.ndarray:
     """Boolean mask of the crop's encoder grid cells that belong to the region.
 
-    The cropped mask is resampled bilinearly to the grid and a cell is in when its sample is `>= threshold` (0.5 is the
-    rounding the released models apply to uint8 masks). A region too thin to reach the threshold in any cell keeps the
-    single cell of highest coverage, so every region gets at least one object token.
+    The cropped mask is resampled bilinearly (`align_corners=False`, no antialias) to the crop grid:
+
+    * `"separable"` (the released models): resample the rows, round to 0/1 (half up), then the columns, round again.
+      This is exactly what torch's uint8 bilinear kernel computes for the uint8 masks the released models were
+      trained on.
+    * `"bilinear"`: one 2-D bilinear resample, a cell is in when its coverage is `>= 0.5`.
+
+    A region too thin to be kept by the rounding keeps the single cell of highest 2-D coverage, so every region gets
+    at least one object token.
 
     Returns:
         bool array of shape `plan.grid_size`.
     """
+    if rounding not in GRID_ROUNDING_MODES:
+        raise ValueError(f"rounding must be one of {GRID_ROUNDING_MODES}, got {rounding!r}")
     top, left, bottom, right = plan.box
-    crop = torch.from_numpy(np.ascontiguousarray(mask[top:bottom, left:right], dtype=np.float32))
-    coverage = resize_bilinear(crop[None], plan.grid_size)[0]
-    grid = coverage >= threshold
+    crop = torch.from_numpy(np.ascontiguousarray(mask[top:bottom, left:right], dtype=np.float32))[None]
+    grid_height, grid_width = plan.grid_size
+    coverage = resize_bilinear(crop, (grid_height, grid_width))[0]
+    if rounding == "bilinear":
+        grid = coverage >= 0.5
+    else:
+        rows = torch.floor(resize_bilinear(crop, (crop.shape[1], grid_width)) + 0.5)
+        grid = torch.floor(resize_bilinear(rows, (grid_height, grid_width))[0] + 0.5) >= 1
     if not grid.any():
         grid.view(-1)[coverage.argmax()] = True
     return grid.numpy()

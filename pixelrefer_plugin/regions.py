@@ -227,7 +227,11 @@ def _mask_from_rle(value: Any, image_size: tuple[int, int], sample_index: int, r
                 raise ValueError(f"uncompressed counts must be non-negative and sum to {rle_height * rle_width}")
             encoded = mask_utils.frPyObjects({"size": [rle_height, rle_width], "counts": list(counts)}, rle_height, rle_width)
         elif isinstance(counts, (str, bytes)):
-            encoded = {"size": [rle_height, rle_width], "counts": counts.encode() if isinstance(counts, str) else counts}
+            counts = counts.encode() if isinstance(counts, str) else counts
+            runs = compressed_rle_counts(counts)
+            if sum(runs) != rle_height * rle_width or any(run < 0 for run in runs):
+                raise ValueError(f"compressed counts must decode to non-negative runs summing to {rle_height * rle_width}")
+            encoded = {"size": [rle_height, rle_width], "counts": counts}
         else:
             raise ValueError(f"counts must be a string, bytes or a list of integers, got {type(counts).__name__}")
         decoded = mask_utils.decode(encoded)
@@ -238,6 +242,34 @@ def _mask_from_rle(value: Any, image_size: tuple[int, int], sample_index: int, r
             f"rle decodes to shape {decoded.shape}, expected {tuple(image_size)}", sample_index, region_index
         )
     return decoded.astype(bool)
+
+
+def compressed_rle_counts(counts: bytes) -> list[int]:
+    """Decode the run lengths of a COCO compressed RLE string (the `rleFrString` format of pycocotools).
+
+    pycocotools decodes malformed strings without complaint (into uninitialised memory), so strings are checked here
+    first. Raises `ValueError` on characters outside the format or a truncated string.
+    """
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                raise ValueError("truncated compressed counts")
+            char = counts[position] - 48
+            if not 0 <= char < 64:
+                raise ValueError(f"invalid character {chr(counts[position])!r} in compressed counts")
+            value |= (char & 0x1F) << shift
+            more = bool(char & 0x20)
+            position += 1
+            shift += 5
+            if not more and char & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
 
 
 def _mask_from_polygon(value: Any, image_size: tuple[int, int], sample_index: int, region_index: int) -> np.ndarray:

@@ -72,7 +72,7 @@ def preset_processor(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> Pixe
         region_context_patches=constants["region_context_patches"],
         region_min_patches=constants["region_min_patches"],
         region_max_patches=constants["region_max_patches"],
-        region_grid_threshold=constants["region_grid_threshold"],
+        region_grid_rounding=constants["region_grid_rounding"],
         region_max_pixels=region_max_pixels,
     )
 
