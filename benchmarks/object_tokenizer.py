@@ -131,7 +131,7 @@ def median_seconds(
             function()
     times: list[list[float]] = [[] for _ in functions]
     for _ in range(repeats):
-        for function, samples in zip(functions, times):
+        for function, samples in zip(functions, times, strict=True):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()

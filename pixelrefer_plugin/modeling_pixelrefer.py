@@ -16,7 +16,6 @@ from transformers.cache_utils import Cache
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.auto import AutoModel
-from transformers.utils import can_return_tuple
 from transformers.models.video_llama_3.modeling_video_llama_3 import (
     VideoLlama3CausalLMOutputWithPast,
     VideoLlama3Model,
@@ -24,6 +23,7 @@ from transformers.models.video_llama_3.modeling_video_llama_3 import (
     VideoLlama3PreTrainedModel,
     VideoLlama3Projector,
 )
+from transformers.utils import can_return_tuple
 
 from .configuration_pixelrefer import PixelReferConfig
 from .object_tokenizer import PixelReferObjectTokenizer
@@ -196,9 +196,7 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
             mm_encoder_outputs=mm_encoder_outputs,
             **kwargs,
         )
-        return PixelReferModelOutputWithPast(
-            **outputs, object_tokens_per_region=object_tokens_per_region
-        )
+        return PixelReferModelOutputWithPast(**outputs, object_tokens_per_region=object_tokens_per_region)
 
 
 class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMixin):

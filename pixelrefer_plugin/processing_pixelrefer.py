@@ -158,7 +158,7 @@ class PixelReferProcessor(ProcessorMixin):
             images: one entry per prompt (an image, a list of images, or None); with a single prompt, an image or a
                 list of images. An image is a PIL image, a path, an `(H, W, 3)` array or tensor.
             text: a prompt or a list of prompts with `<image>` and `<region>` placeholders.
-            regions: one list of region dicts per prompt (see `pixelrefer_plugin.regions`); with a single prompt, the
+            regions: one list of region dicts per prompt (see `regions.py`); with a single prompt, the
                 list of its region dicts.
             return_labels: add `labels`, the input ids on assistant answers (after `<|im_start|>assistant\\n`, up to
                 and including `<|im_end|>`) and -100 elsewhere.
@@ -181,7 +181,9 @@ class PixelReferProcessor(ProcessorMixin):
         boxes: list[tuple[int, int, int, int]] = []
         image_sizes: list[tuple[int, int]] = []
         region_token_counts: list[list[int]] = []
-        for sample_index, (sample_images, sample_regions) in enumerate(zip(per_sample_images, per_sample_regions)):
+        for sample_index, (sample_images, sample_regions) in enumerate(
+            zip(per_sample_images, per_sample_regions, strict=True)
+        ):
             loaded = [load_image(image, sample_index, i) for i, image in enumerate(sample_images)]
             scene_images.extend(loaded)
             counts = []
@@ -262,8 +264,10 @@ class PixelReferProcessor(ProcessorMixin):
         if is_item(values):
             values = [values]
         if not isinstance(values, Sequence) or isinstance(values, str):
-            raise PixelReferInputError(argument, f"expected a list with one entry per prompt, got {type(values).__name__}")
-        if num_samples == 1 and values and all(is_item(v) for v in values):
+            raise PixelReferInputError(
+                argument, f"expected a list with one entry per prompt, got {type(values).__name__}"
+            )
+        if num_samples == 1 and all(is_item(v) for v in values):
             values = [list(values)]
         if len(values) != num_samples:
             raise PixelReferInputError(

@@ -103,9 +103,7 @@ def resized_crop_size(crop_size: tuple[int, int], scale: float, patch_size: int)
     )
 
 
-def fit_pixel_budget(
-    size: tuple[int, int], patch_size: int, min_pixels: int, max_pixels: int
-) -> tuple[int, int]:
+def fit_pixel_budget(size: tuple[int, int], patch_size: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
     """Keep a patch-aligned size inside the encoder's pixel budget, as the image processor would.
 
     Sizes already inside `[min_pixels, max_pixels]` are returned unchanged; others go through the VideoLLaMA3

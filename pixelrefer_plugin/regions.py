@@ -76,7 +76,9 @@ def load_image(image: Any, sample_index: int | None = None, image_index: int | N
             with Image.open(image) as opened:
                 image = opened.convert("RGB")
         except (OSError, UnidentifiedImageError) as error:
-            raise ImageInputError(f"cannot read image file {str(image)!r} ({error})", sample_index, image_index) from None
+            raise ImageInputError(
+                f"cannot read image file {str(image)!r} ({error})", sample_index, image_index
+            ) from None
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
     if isinstance(image, torch.Tensor):
@@ -110,7 +112,9 @@ def region_kind(region: Any, sample_index: int, region_index: int) -> str:
     """Validate the keys of a region dict and return its kind (one of `REGION_KINDS`)."""
     if not isinstance(region, Mapping):
         raise RegionInputError(
-            f"expected a dict with one of the keys {REGION_KINDS}, got {type(region).__name__}", sample_index, region_index
+            f"expected a dict with one of the keys {REGION_KINDS}, got {type(region).__name__}",
+            sample_index,
+            region_index,
         )
     unknown = sorted(set(region) - set(REGION_KINDS) - set(REGION_OPTIONS))
     if unknown:
@@ -121,7 +125,7 @@ def region_kind(region: Any, sample_index: int, region_index: int) -> str:
         )
     kinds = [kind for kind in REGION_KINDS if kind in region]
     if len(kinds) != 1:
-        found = f"none of them" if not kinds else f"{len(kinds)} of them ({', '.join(kinds)})"
+        found = "none of them" if not kinds else f"{len(kinds)} of them ({', '.join(kinds)})"
         raise RegionInputError(
             f"expected exactly one of the keys {REGION_KINDS}, found {found}", sample_index, region_index
         )
@@ -172,7 +176,9 @@ def _numbers(value: Any, count: int | None, what: str, sample_index: int, region
     try:
         numbers = [float(v) for v in value]
     except (TypeError, ValueError):
-        raise RegionInputError(f"{what} must contain only numbers, got {value!r}", sample_index, region_index) from None
+        raise RegionInputError(
+            f"{what} must contain only numbers, got {value!r}", sample_index, region_index
+        ) from None
     if not all(math.isfinite(v) for v in numbers):
         raise RegionInputError(f"{what} must contain finite numbers, got {value!r}", sample_index, region_index)
     return numbers
@@ -225,12 +231,16 @@ def _mask_from_rle(value: Any, image_size: tuple[int, int], sample_index: int, r
         if isinstance(counts, (list, tuple)):
             if sum(int(c) for c in counts) != rle_height * rle_width or any(int(c) < 0 for c in counts):
                 raise ValueError(f"uncompressed counts must be non-negative and sum to {rle_height * rle_width}")
-            encoded = mask_utils.frPyObjects({"size": [rle_height, rle_width], "counts": list(counts)}, rle_height, rle_width)
+            encoded = mask_utils.frPyObjects(
+                {"size": [rle_height, rle_width], "counts": list(counts)}, rle_height, rle_width
+            )
         elif isinstance(counts, (str, bytes)):
             counts = counts.encode() if isinstance(counts, str) else counts
             runs = compressed_rle_counts(counts)
             if sum(runs) != rle_height * rle_width or any(run < 0 for run in runs):
-                raise ValueError(f"compressed counts must decode to non-negative runs summing to {rle_height * rle_width}")
+                raise ValueError(
+                    f"compressed counts must decode to non-negative runs summing to {rle_height * rle_width}"
+                )
             encoded = {"size": [rle_height, rle_width], "counts": counts}
         else:
             raise ValueError(f"counts must be a string, bytes or a list of integers, got {type(counts).__name__}")

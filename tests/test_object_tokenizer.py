@@ -13,9 +13,21 @@ VISION_WIDTH = 24
 
 def make_module(**overrides) -> PixelReferObjectTokenizer:
     config = PixelReferConfig(
-        vision_config={"hidden_size": VISION_WIDTH, "num_hidden_layers": 1, "num_attention_heads": 2, "patch_size": 14},
-        text_config={"model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "num_key_value_heads": 1, "intermediate_size": 64, "vocab_size": 100},
+        vision_config={
+            "hidden_size": VISION_WIDTH,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "patch_size": 14,
+        },
+        text_config={
+            "model_type": "qwen2",
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "intermediate_size": 64,
+            "vocab_size": 100,
+        },
         **overrides,
     )
     torch.manual_seed(0)
@@ -99,9 +111,7 @@ def test_object_tokens_are_deterministic_and_independent_of_batch_composition():
         # the last region alone must give the rows it got inside the batch
         cells = (inputs[1][:, 0] * inputs[1][:, 1]).tolist()
         start = sum(cells[:-1])
-        alone, _ = module(
-            inputs[0][start:], inputs[1][-1:], inputs[2][start:], inputs[3][-1:], inputs[4][-1:]
-        )
+        alone, _ = module(inputs[0][start:], inputs[1][-1:], inputs[2][start:], inputs[3][-1:], inputs[4][-1:])
     assert torch.equal(first, second)
     torch.testing.assert_close(first[-int(counts[-1]) :], alone, rtol=1e-5, atol=1e-6)
 

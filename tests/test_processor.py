@@ -13,8 +13,15 @@ from pixelrefer_plugin.regions import region_to_mask
 
 def test_chat_template_is_qwen_format_without_system_prompt(tiny_processor):
     messages = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is "}, {"type": "region"},
-                                     {"type": "text", "text": "?"}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image"},
+                {"type": "text", "text": "What is "},
+                {"type": "region"},
+                {"type": "text", "text": "?"},
+            ],
+        },
         {"role": "assistant", "content": "A cat."},
         {"role": "user", "content": "And <region>?"},
     ]
@@ -70,7 +77,10 @@ def test_small_region_gets_fewer_tokens_than_mask_num(tiny_processor):
 
 def test_batch_is_left_padded_and_keeps_regions_in_sample_order(tiny_processor, scenes):
     (image_a, objects_a), (image_b, objects_b) = scenes[0], scenes[1]
-    prompts = [user_prompt(tiny_processor, "<region>"), user_prompt(tiny_processor, "Long question about <region> and <region>?")]
+    prompts = [
+        user_prompt(tiny_processor, "<region>"),
+        user_prompt(tiny_processor, "Long question about <region> and <region>?"),
+    ]
     regions = [[{"mask": objects_a[0].mask}], [{"mask": objects_b[0].mask}, {"box": objects_b[1].box}]]
     batch = tiny_processor(text=prompts, images=[image_a, image_b], regions=regions)
     mask = batch["attention_mask"]
@@ -135,7 +145,9 @@ PROMPT_ERRORS = [
 def test_placeholder_count_mismatch_is_refused(tiny_processor, prompt, regions, reason):
     image = np.zeros((64, 64, 3), dtype=np.uint8)
     with pytest.raises(PixelReferInputError, match=reason) as error:
-        tiny_processor(text=["<image>\n<region>", prompt], images=[image, image], regions=[[{"box": [1, 1, 9, 9]}], regions])
+        tiny_processor(
+            text=["<image>\n<region>", prompt], images=[image, image], regions=[[{"box": [1, 1, 9, 9]}], regions]
+        )
     assert str(error.value).startswith("text[sample 1]: ")
 
 

@@ -14,7 +14,9 @@ from pixelrefer_plugin.region_geometry import (
     region_scale,
 )
 
-PUBLISHED = dict(patch_size=14, context_patches=2, min_patches=32, max_patches=100, min_pixels=3136, max_pixels=1605632)
+PUBLISHED = dict(
+    patch_size=14, context_patches=2, min_patches=32, max_patches=100, min_pixels=3136, max_pixels=1605632
+)
 
 
 def rectangle(height, width, top, left, rows, cols):

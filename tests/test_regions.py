@@ -133,7 +133,14 @@ def test_load_image_kinds(tmp_path):
     array = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
     path = tmp_path / "image.png"
     Image.fromarray(array).save(path)
-    for value in (array, Image.fromarray(array), str(path), path, torch.from_numpy(array), torch.from_numpy(array).permute(2, 0, 1)):
+    for value in (
+        array,
+        Image.fromarray(array),
+        str(path),
+        path,
+        torch.from_numpy(array),
+        torch.from_numpy(array).permute(2, 0, 1),
+    ):
         np.testing.assert_array_equal(load_image(value), array)
     assert load_image(array[..., 0]).shape == (20, 30, 3)
 
@@ -141,8 +148,12 @@ def test_load_image_kinds(tmp_path):
 def test_unreadable_image_raises_located_error(tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    for value, reason in ((broken, "cannot read"), (tmp_path / "missing.png", "cannot read"), (42, "expected a PIL"),
-                          (np.zeros((4, 5, 7), dtype=np.uint8), "shape")):
+    for value, reason in (
+        (broken, "cannot read"),
+        (tmp_path / "missing.png", "cannot read"),
+        (42, "expected a PIL"),
+        (np.zeros((4, 5, 7), dtype=np.uint8), "shape"),
+    ):
         with pytest.raises(ImageInputError, match=reason) as error:
             load_image(value, sample_index=1, image_index=0)
         assert str(error.value).startswith("images[sample 1][image 0]: ")

@@ -43,10 +43,9 @@ def run_quickstart(max_new_tokens: int = 12, seed: int = 0) -> list[str]:
     ]
     inputs = processor(text=prompts, images=[image, image], regions=regions)
     logger.info(
-        "batch of %d prompts: %d scene tokens per image, %d regions -> %d crops, LLM input length %d",
+        "batch of %d prompts: %d scene tokens per image, %d region crops, LLM input length %d",
         len(prompts),
         int(inputs["image_grid_thw"][0].prod()),
-        len(inputs["region_grid_thw"]),
         len(inputs["region_grid_thw"]),
         inputs["input_ids"].shape[1],
     )
@@ -54,7 +53,7 @@ def run_quickstart(max_new_tokens: int = 12, seed: int = 0) -> list[str]:
         generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     answers = processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     truth = [f"{first.colour}", f"{second.shape} vs {third.shape}"]
-    for question, answer, expected in zip(questions, answers, truth):
+    for question, answer, expected in zip(questions, answers, truth, strict=True):
         logger.info("Q: %s\n   A (random weights): %r   [scene truth: %s]", question, answer, expected)
     logger.info("done in %.1f s", time.perf_counter() - start)
     return answers

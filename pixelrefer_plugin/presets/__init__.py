@@ -5,4 +5,11 @@ from .builder import build_model_and_processor, build_preset
 from .registry import Preset, list_presets, load_preset
 from .tiny_tokenizer import build_tiny_tokenizer
 
-__all__ = ["Preset", "build_model_and_processor", "build_preset", "build_tiny_tokenizer", "list_presets", "load_preset"]
+__all__ = [
+    "Preset",
+    "build_model_and_processor",
+    "build_preset",
+    "build_tiny_tokenizer",
+    "list_presets",
+    "load_preset",
+]

@@ -101,9 +101,7 @@ def build_model_and_processor(
     return model.eval(), preset_processor(preset, tokenizer)
 
 
-def build_preset(
-    name: str, out: str | Path, tokenizer_path: str | Path | None = None, seed: int = 0
-) -> Path:
+def build_preset(name: str, out: str | Path, tokenizer_path: str | Path | None = None, seed: int = 0) -> Path:
     """Write a self-contained random-init checkpoint of a preset to `out` (loads with `trust_remote_code=True`)."""
     out = Path(out)
     model, processor = build_model_and_processor(name, tokenizer_path, seed)

@@ -6,7 +6,15 @@ from __future__ import annotations
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<|stream_start|>", "<|stream_end|>", "<REGION>")
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<image>",
+    "<|stream_start|>",
+    "<|stream_end|>",
+    "<REGION>",
+)
 
 _COLOURS = "red green blue yellow orange purple pink brown black white gray cyan magenta"
 _SHAPES = "circle square triangle rectangle star ellipse diamond hexagon cross ring object region part"

@@ -65,7 +65,10 @@ def reference_pool(
         mask = grid_mask[offset : offset + cells].reshape(height, width)
         offset += cells
         positions = position_tensor(
-            (height, width), tuple(boxes[region].tolist()), tuple(image_sizes[region].tolist()), module.position_axis_swap
+            (height, width),
+            tuple(boxes[region].tolist()),
+            tuple(image_sizes[region].tolist()),
+            module.position_axis_swap,
         )
         features = features + module.pos_linear(positions.to(features.dtype))
         selected = features[mask].float()

@@ -1,0 +1,169 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""Registration with the Auto classes and self-contained trust_remote_code checkpoints."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
+
+import pixelrefer_plugin
+from pixelrefer_plugin import (
+    PixelReferConfig,
+    PixelReferForConditionalGeneration,
+    PixelReferModel,
+    PixelReferProcessor,
+)
+
+ALLOWED_IMPORTS = {
+    "__future__",
+    "torch",
+    "numpy",
+    "transformers",
+    "PIL",
+    "pycocotools",
+    "logging",
+    "re",
+    "math",
+    "dataclasses",
+    "collections",
+    "typing",
+    "pathlib",
+}
+
+# Runs in a fresh interpreter in which `import pixelrefer_plugin` fails.
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+    class BlockPlugin(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] == "pixelrefer_plugin":
+                raise ImportError("pixelrefer_plugin is blocked in this process")
+    sys.meta_path.insert(0, BlockPlugin())
+    try:
+        import pixelrefer_plugin
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("the plugin should not be importable here")
+
+    import numpy as np, torch
+    from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor
+    checkpoint, image_path, out_path = sys.argv[1:4]
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(checkpoint, trust_remote_code=True)
+    base = AutoModel.from_pretrained(checkpoint, trust_remote_code=True)
+    image = np.load(image_path)
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is <region>?"}]}],
+        add_generation_prompt=True,
+    )
+    inputs = processor(text=prompt, images=image, regions=[{"box": [20, 30, 90, 100]}])
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    generated = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    torch.save({"logits": logits, "generated": generated, "input_ids": inputs["input_ids"]}, out_path)
+    print(json.dumps({"model": type(model).__module__, "base": type(base).__name__, "processor": type(processor).__module__}))
+    """
+)
+
+
+def test_import_registers_auto_classes():
+    config = AutoConfig.for_model("pixelrefer")
+    assert isinstance(config, PixelReferConfig)
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING, MODEL_MAPPING
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+
+    assert MODEL_MAPPING[PixelReferConfig] is PixelReferModel
+    assert MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING[PixelReferConfig] is PixelReferForConditionalGeneration
+    assert PROCESSOR_MAPPING[PixelReferConfig] is PixelReferProcessor
+    assert pixelrefer_plugin.__version__
+
+
+def test_saved_checkpoint_is_self_contained(tiny, tmp_path):
+    model, processor = tiny
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "pixelrefer"
+    assert (
+        config["auto_map"]["AutoModelForImageTextToText"] == "modeling_pixelrefer.PixelReferForConditionalGeneration"
+    )
+    assert config["auto_map"]["AutoModel"] == "modeling_pixelrefer.PixelReferModel"
+    processor_config = json.loads((tmp_path / "processor_config.json").read_text())
+    assert processor_config["auto_map"]["AutoProcessor"] == "processing_pixelrefer.PixelReferProcessor"
+    for name in (
+        "configuration_pixelrefer",
+        "modeling_pixelrefer",
+        "processing_pixelrefer",
+        "object_tokenizer",
+        "region_geometry",
+        "regions",
+    ):
+        tree = ast.parse((tmp_path / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                # only single-dot relative imports of sibling files, or third-party absolute imports
+                assert node.level in (0, 1), (name, node.module)
+                assert node.level == 1 or node.module.split(".")[0] in ALLOWED_IMPORTS, (name, node.module)
+            elif isinstance(node, ast.Import):
+                assert all(alias.name.split(".")[0] in ALLOWED_IMPORTS for alias in node.names), name
+    assert (tmp_path / "chat_template.jinja").exists()
+
+
+def test_in_process_reload_gives_identical_logits(tiny, tmp_path, scenes):
+    model, processor = tiny
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    reloaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
+    reprocessor = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(reloaded, PixelReferForConditionalGeneration) and isinstance(reprocessor, PixelReferProcessor)
+    image, objects = scenes[0]
+    inputs = processor(text="<image><region>", images=image, regions=[{"mask": objects[0].mask}])
+    again = reprocessor(text="<image><region>", images=image, regions=[{"mask": objects[0].mask}])
+    assert all(torch.equal(inputs[k], again[k]) for k in inputs)
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, reloaded(**inputs).logits)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), PixelReferModel)
+
+
+def test_trust_remote_code_round_trip_without_the_plugin(tiny, tmp_path):
+    model, processor = tiny
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+    image = np.random.default_rng(0).integers(0, 255, (140, 180, 3), dtype=np.uint8)
+    np.save(tmp_path / "image.npy", image)
+    script = tmp_path / "remote.py"
+    script.write_text(REMOTE_SCRIPT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, str(script), str(checkpoint), str(tmp_path / "image.npy"), str(tmp_path / "out.pt")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["model"].startswith("transformers_modules.")  # code came from the checkpoint, not the plugin
+    assert loaded["processor"].startswith("transformers_modules.")
+    assert loaded["base"] == "PixelReferModel"
+
+    remote = torch.load(tmp_path / "out.pt")
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is <region>?"}]}],
+        add_generation_prompt=True,
+    )
+    inputs = processor(text=prompt, images=image, regions=[{"box": [20, 30, 90, 100]}])
+    assert torch.equal(inputs["input_ids"], remote["input_ids"])
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, remote["logits"])
+    generated = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    assert torch.equal(generated, remote["generated"])

@@ -1,0 +1,122 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""Registry presets, `pixelrefer build`, the tiny tokenizer, and the YAMLs shipping inside the wheel."""
+
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from pixelrefer_plugin import PixelReferForConditionalGeneration
+from pixelrefer_plugin.cli import main as cli_main
+from pixelrefer_plugin.presets import build_tiny_tokenizer, list_presets, load_preset
+from pixelrefer_plugin.presets.builder import preset_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_registry_lists_the_named_models():
+    assert {"pixelrefer-2b", "pixelrefer-7b", "pixelrefer-tiny"} <= set(list_presets())
+    with pytest.raises(KeyError, match="known presets"):
+        load_preset("pixelrefer-13b")
+
+
+@pytest.mark.parametrize(
+    "name, low, high, vision_width, text_width",
+    [("pixelrefer-2b", 1.9e9, 2.4e9, 1152, 1536), ("pixelrefer-7b", 7.8e9, 8.6e9, 1152, 3584)],
+)
+def test_real_presets_have_the_published_sizes(name, low, high, vision_width, text_width):
+    """Build the real-size architecture on the meta device (no memory) and count its parameters."""
+    preset = load_preset(name)
+    tokenizer = build_tiny_tokenizer()
+    config = preset_config(preset, tokenizer)
+    assert config.text_config.vocab_size == preset.text_config["vocab_size"]  # tokenizer is smaller: kept
+    assert config.vision_config.hidden_size == vision_width and config.text_config.hidden_size == text_width
+    assert config.mask_num == 32 and config.position_axis_swap and config.kmeans_iters == 5
+    with torch.device("meta"):
+        model = PixelReferForConditionalGeneration(config)
+    count = sum(p.numel() for p in model.parameters())
+    assert low < count < high
+    tokenizer_params = sum(p.numel() for p in model.model.object_tokenizer.parameters())
+    assert (
+        tokenizer_params
+        == 2 * vision_width + vision_width + vision_width * text_width + text_width + text_width**2 + text_width
+    )
+
+
+def test_tiny_preset_forward_is_fast(tiny_model, tiny_processor, scenes):
+    image, objects = scenes[0]
+    inputs = tiny_processor(text="<image>\n<region>", images=image, regions=[{"mask": objects[0].mask}])
+    with torch.no_grad():
+        tiny_model(**inputs)  # warm-up
+        start = time.perf_counter()
+        tiny_model(**inputs)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_tiny_tokenizer_has_special_tokens_and_is_reproducible():
+    first, second = build_tiny_tokenizer(), build_tiny_tokenizer()
+    assert first.get_vocab() == second.get_vocab()
+    text = "<|im_start|>user\n<image>\nWhat colour is [<REGION><REGION>]?<|im_end|>"
+    tokens = first.tokenize(text)
+    for special in ("<|im_start|>", "<image>", "<REGION>", "<|im_end|>"):
+        assert special in tokens
+    assert first.decode(first.encode(text)) == text
+    assert first.padding_side == "left"
+
+
+def test_build_command_writes_a_loadable_checkpoint(tmp_path, scenes):
+    out = tmp_path / "tiny"
+    assert cli_main(["build", "pixelrefer-tiny", "--out", str(out)]) == 0
+    model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+    image, objects = scenes[0]
+    inputs = processor(text="<image><region>", images=image, regions=[{"mask": objects[0].mask}])
+    generated = model.generate(**inputs, max_new_tokens=2, min_new_tokens=2)
+    assert generated.shape == (1, inputs["input_ids"].shape[1] + 2)
+
+
+def test_build_of_a_real_preset_without_tokenizer_says_what_to_download(tmp_path, capsys):
+    assert cli_main(["build", "pixelrefer-7b", "--out", str(tmp_path / "x")]) == 2
+    error = capsys.readouterr().err
+    assert "Alibaba-DAMO-Academy/PixelRefer-7B" in error and "--tokenizer" in error
+    assert cli_main(["build", "no-such-model", "--out", str(tmp_path / "y")]) == 2
+    assert "known presets" in capsys.readouterr().err
+
+
+def test_demo_command_runs(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        assert cli_main(["demo", "--max-new-tokens", "3"]) == 0
+    assert "LLM input length" in caplog.text
+
+
+def test_registry_yamls_ship_inside_the_wheel(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("pixelrefer_plugin-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for preset in ("pixelrefer-tiny", "pixelrefer-2b", "pixelrefer-7b"):
+        assert f"pixelrefer_plugin/registry/{preset}.yaml" in names
+    assert "pixelrefer_plugin/modeling_pixelrefer.py" in names
