@@ -11,7 +11,7 @@ each with greedy decoding of exactly `--new-tokens` tokens (`min_new_tokens = ma
 cannot stop early at EOS). It prints generated tokens per second for both and their ratio, and checks that the batched
 greedy tokens equal the one-by-one tokens (exit code 1 when they do not).
 
-    .venv/bin/python benchmarks/generate.py [--device cpu|cuda] [--repeats 3] [--preset pixelrefer-tiny]
+    .venv/bin/python benchmarks/generate.py [--device cpu|cuda] [--repeats 10] [--preset pixelrefer-tiny]
 """
 
 from __future__ import annotations
@@ -83,13 +83,14 @@ def make_samples(processor: Any, num_samples: int, seed: int) -> list[tuple[str,
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="torch device (cpu or cuda); default cpu")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per mode (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per mode before timing")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per mode (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per mode before timing")
     parser.add_argument("--preset", default="pixelrefer-tiny", help="registry preset (random init)")
     parser.add_argument("--tokenizer", default=None, help="local tokenizer folder (needed by non-tiny presets)")
     parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"), help="default: preset's")
     parser.add_argument("--samples", type=int, default=8, help="batch size")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per sample")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype) if args.dtype else None
     model, processor = build_model_and_processor(
@@ -109,31 +112,39 @@ def main(argv: list[str] | None = None) -> int:
     new_tokens = args.new_tokens
     generate_kwargs = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False}
 
-    def prepare(batch: list[tuple[str, np.ndarray, list[dict[str, Any]]]]) -> Any:
-        inputs = processor(text=[s[0] for s in batch], images=[s[1] for s in batch], regions=[s[2] for s in batch])
-        return inputs.to(device=device, dtype=model_dtype)
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
-    def one_by_one() -> list[list[int]]:
-        outputs = []
+    def prepare(batch: list[tuple[str, np.ndarray, list[dict[str, Any]]]]) -> tuple[Any, float]:
+        """Processor outputs on the device, and the seconds it took."""
+        start = time.perf_counter()
+        inputs = processor(text=[s[0] for s in batch], images=[s[1] for s in batch], regions=[s[2] for s in batch])
+        inputs = inputs.to(device=device, dtype=model_dtype)
+        synchronize()
+        return inputs, time.perf_counter() - start
+
+    def one_by_one() -> tuple[list[list[int]], float]:
+        outputs, processor_s = [], 0.0
         for sample in samples:
-            inputs = prepare([sample])
+            inputs, seconds = prepare([sample])
+            processor_s += seconds
             generated = model.generate(**inputs, **generate_kwargs)
             outputs.append(generated[0, inputs["input_ids"].shape[1] :].tolist())
-        return outputs
+        return outputs, processor_s
 
-    def batched() -> list[list[int]]:
-        inputs = prepare(samples)
+    def batched() -> tuple[list[list[int]], float]:
+        inputs, processor_s = prepare(samples)
         generated = model.generate(**inputs, **generate_kwargs)
-        return generated[:, inputs["input_ids"].shape[1] :].tolist()
+        return generated[:, inputs["input_ids"].shape[1] :].tolist(), processor_s
 
-    def timed(function: Callable[[], list[list[int]]]) -> tuple[float, list[list[int]]]:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    def timed(function: Callable[[], tuple[list[list[int]], float]]) -> tuple[float, float, list[list[int]]]:
+        """(total seconds, processor seconds, generated tokens) of one run."""
+        synchronize()
         start = time.perf_counter()
-        result = function()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start, result
+        result, processor_s = function()
+        synchronize()
+        return time.perf_counter() - start, processor_s, result
 
     logger.info(
         "generate benchmark: preset=%s (%d parameters, %s) device=%s torch=%s threads=%d",
@@ -157,35 +168,38 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.warmup):
             one_by_one()
             batched()
-        single_times, batch_times = [], []
-        single_out: list[list[int]] = []
-        batch_out: list[list[int]] = []
+        runs: dict[str, list[tuple[float, float, list[list[int]]]]] = {"one by one": [], "batched": []}
         for _ in range(args.repeats):  # interleaved, so a change of machine load affects both modes alike
-            seconds, single_out = timed(one_by_one)
-            single_times.append(seconds)
-            seconds, batch_out = timed(batched)
-            batch_times.append(seconds)
+            runs["one by one"].append(timed(one_by_one))
+            runs["batched"].append(timed(batched))
 
     total_tokens = len(samples) * new_tokens
-    single_s, batch_s = statistics.median(single_times), statistics.median(batch_times)
+    medians = {
+        mode: (statistics.median(r[0] for r in results), statistics.median(r[1] for r in results))
+        for mode, results in runs.items()
+    }
     logger.info("")
-    logger.info("| %-32s | %12s | %16s | %10s |", "mode", "s / 8 samples", "generated tokens", "tokens / s")
-    logger.info("|%s|%s:|%s:|%s:|", "-" * 34, "-" * 14, "-" * 18, "-" * 12)
     logger.info(
-        "| %-32s | %12.3f | %16d | %10.1f |",
-        "one by one (processor+generate)",
-        single_s,
-        total_tokens,
-        total_tokens / single_s,
+        "| %-11s | %14s | %12s | %16s | %10s |",
+        "mode",
+        f"s / {len(samples)} samples",
+        "processor s",
+        "generated tokens",
+        "tokens / s",
     )
-    logger.info(
-        "| %-32s | %12.3f | %16d | %10.1f |",
-        "batched (processor+generate)",
-        batch_s,
-        total_tokens,
-        total_tokens / batch_s,
-    )
+    logger.info("|%s|%s:|%s:|%s:|%s:|", "-" * 13, "-" * 15, "-" * 13, "-" * 17, "-" * 11)
+    for mode, (total_s, processor_s) in medians.items():
+        logger.info(
+            "| %-11s | %14.3f | %12.3f | %16d | %10.1f |",
+            mode,
+            total_s,
+            processor_s,
+            total_tokens,
+            total_tokens / total_s,
+        )
     logger.info("")
+    single_s, batch_s = medians["one by one"][0], medians["batched"][0]
+    single_out, batch_out = runs["one by one"][-1][2], runs["batched"][-1][2]
     ratio = single_s / batch_s
     logger.info(
         "throughput ratio (batched / one by one): %.2fx  (median of %d interleaved runs after %d warm-up; "

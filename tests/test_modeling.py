@@ -184,3 +184,10 @@ def test_text_only_prompt_and_missing_image_tag(tiny_model, tiny_processor, scen
     # the full variant shows the image as scene tokens: an image without its <image> tag is refused, not dropped
     with pytest.raises(ValueError, match="0 <image> placeholder"):
         tiny_processor(text="<region>", images=image, regions=[{"mask": objects[0].mask}])
+
+
+def test_preferred_runtime_on_cpu():
+    from pixelrefer_plugin.runtime import preferred_attn_implementation, preferred_dtype
+
+    assert preferred_attn_implementation("cpu") == "sdpa"
+    assert preferred_dtype("cpu") == torch.float32
