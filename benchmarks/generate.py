@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import add_common_arguments
 
 from pixelrefer_plugin.demo.scenes import SceneObject, make_scene
 from pixelrefer_plugin.presets import build_model_and_processor
@@ -82,16 +83,12 @@ def make_samples(processor: Any, num_samples: int, seed: int) -> list[tuple[str,
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="torch device (cpu or cuda); default cpu")
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs per mode (median reported)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per mode before timing")
+    add_common_arguments(parser, "mode")
     parser.add_argument("--preset", default="pixelrefer-tiny", help="registry preset (random init)")
     parser.add_argument("--tokenizer", default=None, help="local tokenizer folder (needed by non-tiny presets)")
     parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"), help="default: preset's")
     parser.add_argument("--samples", type=int, default=8, help="batch size")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per sample")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 

@@ -56,12 +56,13 @@ def batched_kmeans(
     """
     centroids = initial_centroids
     num_clusters = centroids.shape[1]
-    weights = valid.to(points.dtype)
+    weights = valid.to(points.dtype)[..., None]  # (R, N, 1)
     active = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
     for _ in range(num_iters):
-        assignment = torch.cdist(points, centroids).argmin(dim=-1)  # (R, N)
-        one_hot = nn.functional.one_hot(assignment, num_clusters).to(points.dtype) * weights[..., None]  # (R, N, K)
-        sums = one_hot.transpose(1, 2) @ points  # (R, K, C)
+        # argmin_k |x - c_k|² = argmin_k (|c_k|² - 2 x·c_k): one batched matmul, no (R, N, K, C) tensor
+        scores = torch.baddbmm(centroids.square().sum(-1)[:, None, :], points, centroids.transpose(1, 2), alpha=-2)
+        one_hot = nn.functional.one_hot(scores.argmin(dim=-1), num_clusters).to(points.dtype) * weights  # (R, N, K)
+        sums = one_hot.transpose(1, 2) @ points  # (R, K, C); a matmul, so the sums are deterministic on every device
         sizes = one_hot.sum(dim=1)[..., None]  # (R, K, 1)
         updated = torch.where(sizes > 0, sums / sizes.clamp_min(1), centroids)
         converged = ((updated - centroids).abs() <= tol).flatten(1).all(dim=1)
@@ -139,20 +140,34 @@ class PixelReferObjectTokenizer(nn.Module):
 
         positions = position_grids(grid_sizes, boxes, image_sizes, self.position_axis_swap)[selected]
         features = crop_features[selected]
-        features = features + self.pos_linear(positions.to(device=features.device, dtype=features.dtype))
+        positions = positions.to(device=features.device, dtype=features.dtype)
+        if torch.is_grad_enabled():
+            features = features + self.pos_linear(positions)
+        else:  # inference: add in place, sparing one feature-sized allocation
+            features.addmm_(positions, self.pos_linear.weight.t()).add_(self.pos_linear.bias)
         features = features.float()
 
-        points, valid, counts = pack_regions(features, cell_region[selected], num_regions)
+        feature_region = cell_region[selected]
+        counts = torch.bincount(feature_region, minlength=num_regions)
         num_tokens = counts.clamp(max=self.mask_num)
-        if points.shape[1] < self.mask_num:
-            points = nn.functional.pad(points, (0, 0, 0, self.mask_num - points.shape[1]))
-        tokens = points[:, : self.mask_num].clone()
+        slot = (
+            torch.arange(features.shape[0], device=features.device)
+            - (torch.cumsum(counts, 0) - counts)[feature_region]
+        )
 
+        # Regions with at most mask_num cells keep their features as they are (raster order).
+        tokens = features.new_zeros(num_regions, self.mask_num, features.shape[-1])
+        kept = slot < self.mask_num
+        tokens[feature_region[kept], slot[kept]] = features[kept]
+
+        # Larger regions are reduced to mask_num centroids, all at once.
         needs_kmeans = counts > self.mask_num
         if bool(needs_kmeans.any()):
-            big_points, big_valid, big_counts = points[needs_kmeans], valid[needs_kmeans], counts[needs_kmeans]
-            start = strided_kmeans_init(big_points, big_counts, self.mask_num)
-            tokens[needs_kmeans] = batched_kmeans(big_points, big_valid, start, self.kmeans_iters, self.kmeans_tol)
+            in_kmeans = needs_kmeans[feature_region]
+            kmeans_region = (torch.cumsum(needs_kmeans, 0) - 1)[feature_region[in_kmeans]]
+            points, valid, point_counts = pack_regions(features[in_kmeans], kmeans_region, int(needs_kmeans.sum()))
+            start = strided_kmeans_init(points, point_counts, self.mask_num)
+            tokens[needs_kmeans] = batched_kmeans(points, valid, start, self.kmeans_iters, self.kmeans_tol)
 
         keep = torch.arange(self.mask_num, device=tokens.device)[None, :] < num_tokens[:, None]
         return tokens[keep], num_tokens

@@ -32,13 +32,17 @@ def kmeans_loop(points: torch.Tensor, num_clusters: int, num_iters: int, tol: fl
 
 
 def position_tensor(
-    grid_size: tuple[int, int], box: tuple[int, int, int, int], image_size: tuple[int, int], axis_swap: bool
+    grid_size: tuple[int, int],
+    box: tuple[int, int, int, int],
+    image_size: tuple[int, int],
+    axis_swap: bool,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """`(h, w, 2)` normalised coordinates of one crop grid (see `region_geometry.position_grids`)."""
     height, width = grid_size
     top, left, bottom, right = (float(v) for v in box)
     image_height, image_width = image_size
-    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    rows, cols = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
     u, v = cols.float() / width, rows.float() / height
     if axis_swap:
         first, second = u * (bottom - top) + top, v * (right - left) + left
