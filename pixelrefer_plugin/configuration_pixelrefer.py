@@ -7,9 +7,9 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
-from .region_geometry import GRID_ROUNDING_MODES
+from .region_geometry import CROP_RULES, GRID_ROUNDING_MODES
 
-VARIANTS = ("full",)
+VARIANTS = ("full", "lite")
 
 
 class PixelReferConfig(PreTrainedConfig):
@@ -26,11 +26,12 @@ class PixelReferConfig(PreTrainedConfig):
         vision_config (`dict` or `VideoLlama3VisionConfig`, *optional*):
             Vision encoder config.
         variant (`str`, *optional*, defaults to `"full"`):
-            `"full"`: scene tokens and object tokens reach the LLM.
+            `"full"`: scene tokens and object tokens reach the LLM. `"lite"` (PixelRefer-Lite): only object tokens,
+            exactly `mask_num` per region, enriched by Object-Centric Infusion.
         image_token_id (`int`, *optional*, defaults to 151665):
             Id of the `<image>` token that scene features replace.
-        video_token_id (`int`, *optional*, defaults to 151665):
-            Id of the token video frame features replace (PixelRefer uses `<image>` for frames too).
+        video_token_id (`int`, *optional*, defaults to 151656):
+            Id of the token that video frame features replace (`<|video_pad|>`).
         region_token_id (`int`, *optional*, defaults to 151668):
             Id of the `<REGION>` token that object tokens replace.
         region_token (`str`, *optional*, defaults to `"<REGION>"`):
@@ -51,9 +52,20 @@ class PixelReferConfig(PreTrainedConfig):
             Lloyd iterations used to reduce a region's features to `mask_num` tokens.
         kmeans_tol (`float`, *optional*, defaults to 1e-6):
             A region's k-means stops early once no centroid moves by more than this.
+        region_crop_rule (`str`, *optional*, defaults to `"full"`):
+            Crop conventions of the released variant to follow (`"full"` or `"lite"`, see
+            `region_geometry.expanded_crop_box`).
         position_axis_swap (`bool`, *optional*, defaults to `True`):
             Reproduce the released checkpoints' position encoding, which reads the rows-first crop box as if it were
             `(x0, y0, x1, y1)`. Set `False` for the geometrically consistent encoding when training from scratch.
+        lite_local_size (`int`, *optional*, defaults to 224):
+            Side of the square each region's expanded crop is resized to as local context (Lite).
+        lite_global_size (`int`, *optional*, defaults to 336):
+            Side of the square each frame is resized to as global context (Lite).
+        oci_num_heads (`int`, *optional*, defaults to 8):
+            Attention heads of the Object-Centric Infusion cross-attentions (Lite).
+        video_merge_size (`int`, *optional*, defaults to 2):
+            Spatial merge of video frame features (2 x 2 average) before they reach the LLM (full variant).
         tie_word_embeddings (`bool`, *optional*, defaults to `False`):
             Tie `lm_head` to the input embeddings (taken from `text_config` when it says so).
     """
@@ -70,7 +82,7 @@ class PixelReferConfig(PreTrainedConfig):
     vision_config: dict | PreTrainedConfig | None = None
     variant: str = "full"
     image_token_id: int = 151665
-    video_token_id: int = 151665
+    video_token_id: int = 151656
     region_token_id: int = 151668
     region_token: str = "<REGION>"
     mask_num: int = 32
@@ -80,7 +92,12 @@ class PixelReferConfig(PreTrainedConfig):
     region_grid_rounding: str = "separable"
     kmeans_iters: int = 5
     kmeans_tol: float = 1e-6
+    region_crop_rule: str = "full"
     position_axis_swap: bool = True
+    lite_local_size: int = 224
+    lite_global_size: int = 336
+    oci_num_heads: int = 8
+    video_merge_size: int = 2
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -100,6 +117,15 @@ class PixelReferConfig(PreTrainedConfig):
         for name in ("mask_num", "region_min_patches", "region_max_patches", "kmeans_iters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.region_crop_rule not in CROP_RULES:
+            raise ValueError(f"region_crop_rule must be one of {CROP_RULES}, got {self.region_crop_rule!r}")
+        if self.variant == "lite" and self.vision_config.hidden_size % self.oci_num_heads:
+            raise ValueError(
+                f"oci_num_heads ({self.oci_num_heads}) must divide the vision width ({self.vision_config.hidden_size})"
+            )
+        for name in ("lite_local_size", "lite_global_size"):
+            if getattr(self, name) % self.vision_config.patch_size:
+                raise ValueError(f"{name} must be a multiple of the patch size, got {getattr(self, name)}")
         if self.region_context_patches < 0:
             raise ValueError(f"region_context_patches must be >= 0, got {self.region_context_patches}")
         if self.region_grid_rounding not in GRID_ROUNDING_MODES:

@@ -26,6 +26,7 @@ from transformers.models.video_llama_3.modeling_video_llama_3 import (
 from transformers.utils import can_return_tuple
 
 from .configuration_pixelrefer import PixelReferConfig
+from .object_infusion import PixelReferObjectInfusion
 from .object_tokenizer import PixelReferObjectTokenizer
 
 REGION_INPUT_NAMES = (
@@ -34,7 +35,13 @@ REGION_INPUT_NAMES = (
     "region_grid_mask",
     "region_boxes",
     "region_image_sizes",
+    "region_local_pixel_values",
+    "region_local_grid_thw",
+    "frame_pixel_values",
+    "frame_grid_thw",
+    "region_frame_index",
 )
+SCENE_INPUT_NAMES = ("pixel_values", "pixel_values_videos")
 
 
 @dataclass
@@ -64,7 +71,7 @@ class PixelReferPreTrainedModel(VideoLlama3PreTrainedModel):
 
 
 class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
-    """VideoLLaMA3 backbone plus the object tokenizer; returns last hidden states (no LM head)."""
+    """VideoLLaMA3 backbone plus the object tokenizer (and, for Lite, Object-Centric Infusion); no LM head."""
 
     config_class = PixelReferConfig
     _auto_class = "AutoModel"
@@ -75,38 +82,59 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         self.projector = VideoLlama3Projector(config)
         self.language_model = AutoModel.from_config(config.text_config)
         self.object_tokenizer = PixelReferObjectTokenizer(config)
+        self.object_infusion = PixelReferObjectInfusion(config) if config.variant == "lite" else None
         self.post_init()
 
-    def encode_images_and_crops(
-        self,
-        pixel_values: torch.Tensor | None,
-        image_grid_thw: torch.LongTensor | None,
-        image_merge_sizes: torch.LongTensor | None,
-        region_pixel_values: torch.Tensor,
-        region_grid_thw: torch.LongTensor,
-    ) -> tuple[tuple[torch.Tensor, ...] | None, torch.Tensor]:
-        """Run scene images and region crops through the vision encoder in one packed pass.
+    def encode_packed(
+        self, groups: list[tuple[torch.Tensor, torch.LongTensor, torch.LongTensor]]
+    ) -> list[torch.Tensor]:
+        """Run several groups of images through the vision encoder in one packed pass.
+
+        Args:
+            groups: `(pixel_values (sum(t*h*w), P), grid_thw (n, 3), merge_sizes (n,))` per group (scene images,
+                video frames, region crops, ...).
 
         Returns:
-            scene_embeds: per image `(h*w / merge², D)` projected scene tokens (None without images), and
-            crop_features: `(sum(h*w), C)` vision features of all crops (not projected).
+            per group, its vision features `(sum(t*h*w / merge²), C)` (not projected).
         """
-        crop_merge_sizes = torch.ones(len(region_grid_thw), dtype=torch.long, device=region_grid_thw.device)
-        if pixel_values is None:
-            packed_pixels, packed_grids, packed_merges = region_pixel_values, region_grid_thw, crop_merge_sizes
-        else:
-            packed_pixels = torch.cat([pixel_values, region_pixel_values.to(pixel_values.dtype)])
-            packed_grids = torch.cat([image_grid_thw, region_grid_thw])
-            packed_merges = torch.cat([image_merge_sizes, crop_merge_sizes])
         features = self.vision_model(
-            pixel_values=packed_pixels, grid_thw=packed_grids, merge_sizes=packed_merges, return_dict=True
+            pixel_values=torch.cat([pixels.to(self.vision_model.dtype) for pixels, _, _ in groups]),
+            grid_thw=torch.cat([grid for _, grid, _ in groups]),
+            merge_sizes=torch.cat([merge for _, _, merge in groups]),
+            return_dict=True,
         ).last_hidden_state
-        if pixel_values is None:
-            return None, features
-        scene_sizes = image_grid_thw.prod(dim=1) // (image_merge_sizes**2)
-        num_scene = int(scene_sizes.sum())
-        scene_embeds = self.projector(features[:num_scene]).split(scene_sizes.tolist())
-        return scene_embeds, features[num_scene:]
+        sizes = [int((grid.prod(dim=1) // merge**2).sum()) for _, grid, merge in groups]
+        return list(features.split(sizes))
+
+    def object_tokens(
+        self,
+        crop_features: torch.Tensor,
+        region_grid_thw: torch.LongTensor,
+        region_grid_mask: torch.BoolTensor,
+        region_boxes: torch.LongTensor,
+        region_image_sizes: torch.LongTensor,
+        local_features: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None,
+        frame_grid_thw: torch.LongTensor | None = None,
+        region_frame_index: torch.LongTensor | None = None,
+    ) -> tuple[torch.Tensor, torch.LongTensor]:
+        """Object tokens `(T, D)` of all regions (Lite: `mask_num` per region, context-infused) and tokens per region."""
+        grid_sizes = region_grid_thw[:, 1:]
+        if self.object_infusion is None:
+            return self.object_tokenizer(crop_features, grid_sizes, region_grid_mask, region_boxes, region_image_sizes)
+        if local_features is None or frame_features is None or region_frame_index is None:
+            raise ValueError(
+                "PixelRefer-Lite needs region_local_pixel_values, frame_pixel_values and region_frame_index; build the "
+                "inputs with the Lite PixelReferProcessor"
+            )
+        padded, _ = self.object_tokenizer.pool_padded(
+            crop_features, grid_sizes, region_grid_mask, region_boxes, region_image_sizes
+        )
+        num_regions, mask_num, width = padded.shape
+        frames = frame_features.view(len(frame_grid_thw), -1, width)
+        infused = self.object_infusion(padded, local_features.view(num_regions, -1, width), frames, region_frame_index)
+        tokens_per_region = torch.full((num_regions,), mask_num, dtype=torch.long, device=padded.device)
+        return self.object_tokenizer.project(infused.flatten(0, 1)), tokens_per_region
 
     def scatter_object_tokens(
         self, input_ids: torch.LongTensor, inputs_embeds: torch.Tensor, object_tokens: torch.Tensor
@@ -134,14 +162,26 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.LongTensor | None = None,
         image_merge_sizes: torch.LongTensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.LongTensor | None = None,
+        video_merge_sizes: torch.LongTensor | None = None,
+        video_compression_mask: torch.BoolTensor | None = None,
         region_pixel_values: torch.Tensor | None = None,
         region_grid_thw: torch.LongTensor | None = None,
         region_grid_mask: torch.BoolTensor | None = None,
         region_boxes: torch.LongTensor | None = None,
         region_image_sizes: torch.LongTensor | None = None,
+        region_local_pixel_values: torch.Tensor | None = None,
+        region_local_grid_thw: torch.LongTensor | None = None,
+        frame_pixel_values: torch.Tensor | None = None,
+        frame_grid_thw: torch.LongTensor | None = None,
+        region_frame_index: torch.LongTensor | None = None,
         **kwargs,
     ) -> PixelReferModelOutputWithPast:
         r"""
+        pixel_values_videos, video_grid_thw, video_merge_sizes, video_compression_mask:
+            Sampled video frames (full variant), as in VideoLLaMA3; `video_compression_mask` drops the tokens of static
+            patches.
         region_pixel_values (`torch.FloatTensor` of shape `(sum(h*w), 3 * patch_size**2)`):
             Patches of all region crops, crops concatenated (see [`PixelReferProcessor`]).
         region_grid_thw (`torch.LongTensor` of shape `(num_regions, 3)`):
@@ -149,31 +189,64 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         region_grid_mask (`torch.BoolTensor` of shape `(sum(h*w),)`):
             Which crop cells belong to their region.
         region_boxes (`torch.LongTensor` of shape `(num_regions, 4)`):
-            Crop boxes `(top, left, bottom, right)` in the pixels of the region's image.
+            Crop boxes `(top, left, bottom, right)` in the pixels of the region's image, as the position encoding reads
+            them.
         region_image_sizes (`torch.LongTensor` of shape `(num_regions, 2)`):
             `(height, width)` of each region's image.
+        region_local_pixel_values, region_local_grid_thw:
+            Lite: each region's expanded crop at the local-context size.
+        frame_pixel_values, frame_grid_thw:
+            Lite: every frame regions lie on, once, at the global-context size.
+        region_frame_index (`torch.LongTensor` of shape `(num_regions,)`):
+            Lite: which frame of `frame_pixel_values` each region lies on.
         """
         if input_ids is None and inputs_embeds is None:
             raise ValueError("pass input_ids or inputs_embeds")
+        lite = self.config.variant == "lite"
+        if lite and (pixel_values is not None or pixel_values_videos is not None):
+            raise ValueError("PixelRefer-Lite reads no scene tokens: pass no pixel_values / pixel_values_videos")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         is_prefill = past_key_values is None or past_key_values.get_seq_length() == 0
 
-        object_tokens_per_region = None
-        mm_encoder_outputs = kwargs.pop("mm_encoder_outputs", None)
+        groups: dict[str, tuple[torch.Tensor, torch.LongTensor, torch.LongTensor]] = {}
+        if pixel_values is not None:
+            groups["image"] = (pixel_values, image_grid_thw, image_merge_sizes)
+        if pixel_values_videos is not None:
+            groups["video"] = (pixel_values_videos, video_grid_thw, video_merge_sizes)
         if region_pixel_values is not None:
+            for name, pixels, grid in (
+                ("crop", region_pixel_values, region_grid_thw),
+                ("local", region_local_pixel_values, region_local_grid_thw),
+                ("frame", frame_pixel_values, frame_grid_thw),
+            ):
+                if pixels is not None:
+                    groups[name] = (pixels, grid, torch.ones(len(grid), dtype=torch.long, device=grid.device))
+        features = dict(zip(groups, self.encode_packed(list(groups.values())), strict=True)) if groups else {}
+
+        mm_encoder_outputs = kwargs.pop("mm_encoder_outputs", None) or {}
+        for name in ("image", "video"):
+            if name in features:
+                _, grid, merge = groups[name]
+                embeds = self.projector(features[name]).split((grid.prod(dim=1) // merge**2).tolist())
+                mm_encoder_outputs[name] = BaseModelOutputWithPooling(pooler_output=embeds)
+
+        object_tokens_per_region = None
+        if "crop" in features:
             if input_ids is None:
                 raise ValueError("input_ids are needed to place the object tokens of region_pixel_values")
-            scene_embeds, crop_features = self.encode_images_and_crops(
-                pixel_values, image_grid_thw, image_merge_sizes, region_pixel_values, region_grid_thw
-            )
-            object_tokens, object_tokens_per_region = self.object_tokenizer(
-                crop_features, region_grid_thw[:, 1:], region_grid_mask, region_boxes, region_image_sizes
+            object_tokens, object_tokens_per_region = self.object_tokens(
+                features["crop"],
+                region_grid_thw,
+                region_grid_mask,
+                region_boxes,
+                region_image_sizes,
+                local_features=features.get("local"),
+                frame_features=features.get("frame"),
+                frame_grid_thw=frame_grid_thw,
+                region_frame_index=region_frame_index,
             )
             inputs_embeds = self.scatter_object_tokens(input_ids, inputs_embeds, object_tokens)
-            if scene_embeds is not None:
-                mm_encoder_outputs = {"image": BaseModelOutputWithPooling(pooler_output=scene_embeds)}
-                pixel_values = None
         elif is_prefill and input_ids is not None and bool((input_ids == self.config.region_token_id).any()):
             raise ValueError(
                 f"input_ids hold {self.config.region_token} tokens but no region inputs were given; "
@@ -190,10 +263,8 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
-            pixel_values=pixel_values,
-            image_grid_thw=image_grid_thw,
-            image_merge_sizes=image_merge_sizes,
-            mm_encoder_outputs=mm_encoder_outputs,
+            video_compression_mask=video_compression_mask,
+            mm_encoder_outputs=mm_encoder_outputs or None,
             **kwargs,
         )
         return PixelReferModelOutputWithPast(**outputs, object_tokens_per_region=object_tokens_per_region)
@@ -239,11 +310,20 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.LongTensor | None = None,
         image_merge_sizes: torch.LongTensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.LongTensor | None = None,
+        video_merge_sizes: torch.LongTensor | None = None,
+        video_compression_mask: torch.BoolTensor | None = None,
         region_pixel_values: torch.Tensor | None = None,
         region_grid_thw: torch.LongTensor | None = None,
         region_grid_mask: torch.BoolTensor | None = None,
         region_boxes: torch.LongTensor | None = None,
         region_image_sizes: torch.LongTensor | None = None,
+        region_local_pixel_values: torch.Tensor | None = None,
+        region_local_grid_thw: torch.LongTensor | None = None,
+        frame_pixel_values: torch.Tensor | None = None,
+        frame_grid_thw: torch.LongTensor | None = None,
+        region_frame_index: torch.LongTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> PixelReferCausalLMOutputWithPast:
@@ -252,7 +332,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
             Target ids for the causal-LM loss; `-100` positions are ignored (the processor's `return_labels=True`
             keeps only assistant tokens). Labels are shifted inside the loss.
 
-        The region arguments are documented in [`PixelReferModel.forward`].
+        The video and region arguments are documented in [`PixelReferModel.forward`].
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -264,11 +344,20 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
             pixel_values=pixel_values,
             image_grid_thw=image_grid_thw,
             image_merge_sizes=image_merge_sizes,
+            pixel_values_videos=pixel_values_videos,
+            video_grid_thw=video_grid_thw,
+            video_merge_sizes=video_merge_sizes,
+            video_compression_mask=video_compression_mask,
             region_pixel_values=region_pixel_values,
             region_grid_thw=region_grid_thw,
             region_grid_mask=region_grid_mask,
             region_boxes=region_boxes,
             region_image_sizes=region_image_sizes,
+            region_local_pixel_values=region_local_pixel_values,
+            region_local_grid_thw=region_local_grid_thw,
+            frame_pixel_values=frame_pixel_values,
+            frame_grid_thw=frame_grid_thw,
+            region_frame_index=region_frame_index,
             return_dict=True,
             **kwargs,
         )
@@ -294,7 +383,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
         model_inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
         if not is_first_iteration and kwargs.get("use_cache", True):
-            for name in REGION_INPUT_NAMES:
+            for name in REGION_INPUT_NAMES + ("video_compression_mask",):
                 model_inputs.pop(name, None)
         return model_inputs
 

@@ -112,7 +112,7 @@ class PixelReferObjectTokenizer(nn.Module):
             nn.Linear(vision_width, text_width), nn.GELU(), nn.Linear(text_width, text_width)
         )
 
-    def pool(
+    def pool_padded(
         self,
         crop_features: torch.Tensor,
         grid_sizes: torch.Tensor,
@@ -120,7 +120,7 @@ class PixelReferObjectTokenizer(nn.Module):
         boxes: torch.Tensor,
         image_sizes: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Position-encoded, mask-pooled and k-means-reduced region features, before the projection.
+        """Position-encoded, mask-pooled and k-means-reduced region features, before the projection, zero-padded.
 
         Args:
             crop_features: `(sum(h*w), C)` vision features of all crops, crops concatenated, cells in raster order.
@@ -130,8 +130,8 @@ class PixelReferObjectTokenizer(nn.Module):
             image_sizes: `(R, 2)` `(H, W)` of each region's image.
 
         Returns:
-            features `(T, C)` float32 with `T = sum(tokens_per_region)`, regions in order, and
-            tokens_per_region `(R,)` = `min(mask_num, cells in the region's grid mask)`.
+            features `(R, mask_num, C)` float32, region r's tokens in rows `[0, tokens_per_region[r])` and zeros after,
+            and tokens_per_region `(R,)` = `min(mask_num, cells in the region's grid mask)`.
         """
         num_regions = grid_sizes.shape[0]
         cells_per_crop = grid_sizes[:, 0] * grid_sizes[:, 1]
@@ -169,8 +169,17 @@ class PixelReferObjectTokenizer(nn.Module):
             start = strided_kmeans_init(points, point_counts, self.mask_num)
             tokens[needs_kmeans] = batched_kmeans(points, valid, start, self.kmeans_iters, self.kmeans_tol)
 
+        return tokens, num_tokens
+
+    def pool(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like [`pool_padded`] without the padding: features `(T, C)`, `T = sum(tokens_per_region)`, regions in order."""
+        tokens, num_tokens = self.pool_padded(*args)
         keep = torch.arange(self.mask_num, device=tokens.device)[None, :] < num_tokens[:, None]
         return tokens[keep], num_tokens
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """`feat_linear`: `(..., C)` vision-width features to `(..., D)` LLM-width object tokens."""
+        return self.feat_linear(features.to(self.feat_linear[0].weight.dtype))
 
     def forward(
         self,
@@ -182,8 +191,7 @@ class PixelReferObjectTokenizer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Object tokens `(T, D)` at the LLM width and tokens_per_region `(R,)`; arguments as in [`pool`]."""
         pooled, num_tokens = self.pool(crop_features, grid_sizes, grid_mask, boxes, image_sizes)
-        weight = self.feat_linear[0].weight
-        return self.feat_linear(pooled.to(weight.dtype)), num_tokens
+        return self.project(pooled), num_tokens
 
 
 __all__ = ["PixelReferObjectTokenizer", "batched_kmeans", "strided_kmeans_init"]

@@ -13,8 +13,9 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from .region_geometry import crop_and_resize_image, plan_region_crop, region_grid_mask
-from .regions import PixelReferInputError, RegionInputError, load_image, region_to_mask
+from .region_inputs import RegionInputCollector
+from .regions import PixelReferInputError, RegionInputError, load_image, region_parts, region_to_mask
+from .video_decoding import VideoClip, compression_mask, load_video
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,10 @@ DEFAULT_CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
+
+
+# PixelRefer-Lite reads no scene tokens: image and video items render as nothing.
+LITE_CHAT_TEMPLATE = DEFAULT_CHAT_TEMPLATE.replace("'<image>\\n'", "''").replace("'<video>\\n'", "''")
 
 
 class PixelReferProcessor(ProcessorMixin):
@@ -71,6 +76,27 @@ class PixelReferProcessor(ProcessorMixin):
             Pixel budget of one region crop (default: the image processor's `size["longest_edge"]`).
         point_size (`int`, *optional*, defaults to 28):
             Side in pixels of the square a `point` region stands for.
+        variant (`str`, *optional*, defaults to `"full"`):
+            `"full"` expands `<image>` / `<video>` to scene tokens; `"lite"` refuses them (object tokens only) and gives
+            every region exactly `mask_num` tokens plus its local and global context images.
+        region_crop_rule (`str`, *optional*, defaults to `"full"`):
+            Released crop conventions to follow (`"full"` or `"lite"`).
+        lite_local_size, lite_global_size (`int`, *optional*, default to 224 and 336):
+            Sides of the Lite local-context and global-frame images.
+        video_placeholder (`str`, *optional*, defaults to `"<video>"`):
+            Video placeholder in the prompt (full variant).
+        video_token (`str`, *optional*, defaults to `"<|video_pad|>"`):
+            Token that video frame features replace.
+        video_fps (`float`, *optional*, defaults to 1.0):
+            Frames per second sampled from a video file for the scene (full variant).
+        video_max_frames (`int`, *optional*, defaults to 180):
+            At most this many frames are sampled; longer videos are sampled uniformly.
+        video_max_pixels (`int`, *optional*, defaults to 6422528):
+            Pixel budget of a whole video's sampled frames (8192 tokens after the 2 x 2 merge).
+        video_merge_size (`int`, *optional*, defaults to 2):
+            Spatial merge of video frame features; must equal the model's `video_merge_size`.
+        video_compression_threshold (`float`, *optional*, defaults to 0.1):
+            Frame-difference threshold of video token compression; `None` keeps every token.
     """
 
     _auto_class = "AutoProcessor"
@@ -90,6 +116,17 @@ class PixelReferProcessor(ProcessorMixin):
         region_grid_rounding: str = "separable",
         region_max_pixels: int | None = None,
         point_size: int = 28,
+        variant: str = "full",
+        region_crop_rule: str = "full",
+        lite_local_size: int = 224,
+        lite_global_size: int = 336,
+        video_placeholder: str = "<video>",
+        video_token: str = "<|video_pad|>",
+        video_fps: float = 1.0,
+        video_max_frames: int = 180,
+        video_max_pixels: int = 6422528,
+        video_merge_size: int = 2,
+        video_compression_threshold: float | None = 0.1,
         **kwargs,
     ):
         self.image_token = image_token
@@ -102,8 +139,21 @@ class PixelReferProcessor(ProcessorMixin):
         self.region_grid_rounding = region_grid_rounding
         self.region_max_pixels = region_max_pixels
         self.point_size = point_size
+        if variant not in ("full", "lite"):
+            raise ValueError(f"variant must be 'full' or 'lite', got {variant!r}")
+        self.variant = variant
+        self.region_crop_rule = region_crop_rule
+        self.lite_local_size = lite_local_size
+        self.lite_global_size = lite_global_size
+        self.video_placeholder = video_placeholder
+        self.video_token = video_token
+        self.video_fps = video_fps
+        self.video_max_frames = video_max_frames
+        self.video_max_pixels = video_max_pixels
+        self.video_merge_size = video_merge_size
+        self.video_compression_threshold = video_compression_threshold
         if chat_template is None:
-            chat_template = DEFAULT_CHAT_TEMPLATE
+            chat_template = LITE_CHAT_TEMPLATE if variant == "lite" else DEFAULT_CHAT_TEMPLATE
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
         self.region_token_id = tokenizer.convert_tokens_to_ids(region_token)
@@ -113,7 +163,11 @@ class PixelReferProcessor(ProcessorMixin):
         ):
             if token_id is None or token_id == tokenizer.unk_token_id:
                 raise ValueError(f"{name} {token!r} is not in the tokenizer's vocabulary; add it as a special token")
-        self._placeholder_pattern = re.compile(f"({re.escape(image_token)}|{re.escape(region_placeholder)})")
+        self.video_token_id = tokenizer.convert_tokens_to_ids(video_token) if variant == "full" else None
+        if variant == "full" and (self.video_token_id is None or self.video_token_id == tokenizer.unk_token_id):
+            raise ValueError(f"video_token {video_token!r} is not in the tokenizer's vocabulary")
+        placeholders = (image_token, video_placeholder, region_placeholder)
+        self._placeholder_pattern = re.compile("(" + "|".join(re.escape(p) for p in placeholders) + ")")
 
     @property
     def model_input_names(self) -> list[str]:
@@ -128,6 +182,15 @@ class PixelReferProcessor(ProcessorMixin):
             "region_grid_mask",
             "region_boxes",
             "region_image_sizes",
+            "pixel_values_videos",
+            "video_grid_thw",
+            "video_merge_sizes",
+            "video_compression_mask",
+            "region_local_pixel_values",
+            "region_local_grid_thw",
+            "frame_pixel_values",
+            "frame_grid_thw",
+            "region_frame_index",
         ]
 
     @property
@@ -157,93 +220,206 @@ class PixelReferProcessor(ProcessorMixin):
         Args:
             images: one entry per prompt (an image, a list of images, or None); with a single prompt, an image or a
                 list of images. An image is a PIL image, a path, an `(H, W, 3)` array or tensor.
-            text: a prompt or a list of prompts with `<image>` and `<region>` placeholders.
-            regions: one list of region dicts per prompt (see `regions.py`); with a single prompt, the
-                list of its region dicts.
+            text: a prompt or a list of prompts with `<image>`, `<video>` and `<region>` placeholders.
+            regions: one list of region dicts per prompt (see `regions.py`); with a single prompt, the list of its
+                region dicts.
+            videos: one entry per prompt (a video, a list of videos, or None). A video is a file path or a dict
+                `{"frames": [...], "timestamps": [...], "frame_indices": [...] (optional)}`.
             return_labels: add `labels`, the input ids on assistant answers (after `<|im_start|>assistant\\n`, up to
                 and including `<|im_end|>`) and -100 elsewhere.
             return_tensors, padding, **kwargs: passed to the tokenizer.
 
         Returns:
-            [`BatchFeature`] with `input_ids`, `attention_mask`, and when present `pixel_values`, `image_grid_thw`,
-            `image_merge_sizes`, `region_pixel_values`, `region_grid_thw`, `region_grid_mask`, `region_boxes`,
-            `region_image_sizes` (and `labels`).
+            [`BatchFeature`] with `input_ids`, `attention_mask` and, when present, scene inputs (`pixel_values`,
+            `image_grid_thw`, `image_merge_sizes`, `pixel_values_videos`, `video_grid_thw`, `video_merge_sizes`,
+            `video_compression_mask`), region inputs (`region_pixel_values`, `region_grid_thw`, `region_grid_mask`,
+            `region_boxes`, `region_image_sizes`; Lite: `region_local_pixel_values`, `region_local_grid_thw`,
+            `frame_pixel_values`, `frame_grid_thw`, `region_frame_index`) and `labels`.
         """
-        if videos is not None:
-            raise NotImplementedError("video inputs are not supported by this version of PixelReferProcessor")
         texts = self._as_text_list(text)
         per_sample_images = self._per_sample(images, len(texts), "images", is_item=_looks_like_image)
+        per_sample_videos = self._per_sample(videos, len(texts), "videos", is_item=_looks_like_video)
         per_sample_regions = self._per_sample(regions, len(texts), "regions", is_item=lambda x: isinstance(x, Mapping))
+        lite = self.variant == "lite"
+        collector = RegionInputCollector(
+            patch_size=self.patch_size,
+            context_patches=self.region_context_patches,
+            min_patches=self.region_min_patches,
+            max_patches=self.region_max_patches,
+            grid_rounding=self.region_grid_rounding,
+            crop_rule=self.region_crop_rule,
+            min_pixels=self.crop_pixel_budget[0],
+            max_pixels=self.crop_pixel_budget[1],
+            mask_num=self.mask_num,
+            lite=lite,
+            local_size=self.lite_local_size,
+            global_size=self.lite_global_size,
+        )
 
         scene_images: list[np.ndarray] = []
-        crops: list[np.ndarray] = []
-        grid_masks: list[np.ndarray] = []
-        boxes: list[tuple[int, int, int, int]] = []
-        image_sizes: list[tuple[int, int]] = []
-        region_token_counts: list[list[int]] = []
-        for sample_index, (sample_images, sample_regions) in enumerate(
-            zip(per_sample_images, per_sample_regions, strict=True)
+        scene_videos: list[VideoClip] = []
+        region_texts: list[list[str]] = []
+        for sample_index, (sample_images, sample_videos, sample_regions) in enumerate(
+            zip(per_sample_images, per_sample_videos, per_sample_regions, strict=True)
         ):
             loaded = [load_image(image, sample_index, i) for i, image in enumerate(sample_images)]
-            scene_images.extend(loaded)
-            counts = []
-            for region_index, region in enumerate(sample_regions):
-                image = self._region_image(region, loaded, sample_index, region_index)
-                mask = region_to_mask(region, image.shape[:2], sample_index, region_index, self.point_size)
-                plan = plan_region_crop(
-                    mask,
-                    self.patch_size,
-                    self.region_context_patches,
-                    self.region_min_patches,
-                    self.region_max_patches,
-                    *self.crop_pixel_budget,
-                )
-                grid = region_grid_mask(mask, plan, self.region_grid_rounding)
-                crops.append(crop_and_resize_image(image, plan))
-                grid_masks.append(grid.reshape(-1))
-                boxes.append(plan.box)
-                image_sizes.append(plan.image_size)
-                counts.append(min(self.mask_num, int(grid.sum())))
-            region_token_counts.append(counts)
+            located = [region_parts(region, sample_index, i) for i, region in enumerate(sample_regions)]
+            clips = self._load_videos(sample_videos, located, sample_index)
+            if not lite:
+                scene_images.extend(loaded)
+                scene_videos.extend(clips)
+            texts_of_sample = []
+            for region_index, (source, index, parts) in enumerate(located):
+                frames = self._region_frames(source, index, parts, loaded, clips, sample_index, region_index)
+                counts = []
+                for (frame_number, part), frame in zip(parts, frames, strict=True):
+                    mask = region_to_mask(part, frame.shape[:2], sample_index, region_index, self.point_size)
+                    counts.append(collector.add(mask, frame, (sample_index, source, index, frame_number)))
+                if lite and source == "video":
+                    timestamps = [clips[index].region_timestamps[number] for number, _ in parts]
+                    pieces = [
+                        f"Time {round(t, 1)}:" + self.region_token * n for t, n in zip(timestamps, counts, strict=True)
+                    ]
+                    texts_of_sample.append("[" + ",".join(pieces) + "]")
+                else:
+                    texts_of_sample.append("[" + self.region_token * counts[0] + "]")
+            region_texts.append(texts_of_sample)
 
         data: dict[str, Any] = {}
-        image_token_counts: list[int] = []
+        image_texts: list[str] = []
         if scene_images:
             image_inputs = self.image_processor(
                 images=scene_images, merge_size=1, input_data_format="channels_last", return_tensors="pt"
             )
             data.update(image_inputs)
-            merges = image_inputs["image_merge_sizes"]
-            image_token_counts = (image_inputs["image_grid_thw"].prod(dim=1) // merges**2).tolist()
-        if crops:
-            crop_inputs = self.image_processor(
-                images=crops, do_resize=False, merge_size=1, input_data_format="channels_last", return_tensors="pt"
-            )
-            data["region_pixel_values"] = crop_inputs["pixel_values"]
-            data["region_grid_thw"] = crop_inputs["image_grid_thw"]
-            data["region_grid_mask"] = torch.from_numpy(np.concatenate(grid_masks))
-            data["region_boxes"] = torch.tensor(boxes, dtype=torch.long)
-            data["region_image_sizes"] = torch.tensor(image_sizes, dtype=torch.long)
+            counts = image_inputs["image_grid_thw"].prod(dim=1) // image_inputs["image_merge_sizes"] ** 2
+            image_texts = [self.image_token * int(n) for n in counts]
+        video_texts: list[str] = []
+        if scene_videos:
+            video_inputs, video_texts = self._video_scene_inputs(scene_videos)
+            data.update(video_inputs)
+        data.update(collector.features(self.image_processor))
 
         expanded = []
-        image_offset = 0
+        image_offset = video_offset = 0
         for sample_index, prompt in enumerate(texts):
-            num_images = len(per_sample_images[sample_index])
+            num_images = len(per_sample_images[sample_index]) if not lite else 0
+            num_videos = len(per_sample_videos[sample_index]) if not lite else 0
             expanded.append(
                 self._expand_placeholders(
                     prompt,
-                    image_token_counts[image_offset : image_offset + num_images],
-                    region_token_counts[sample_index],
+                    image_texts[image_offset : image_offset + num_images],
+                    video_texts[video_offset : video_offset + num_videos],
+                    region_texts[sample_index],
                     sample_index,
                 )
             )
             image_offset += num_images
+            video_offset += num_videos
 
         text_inputs = self.tokenizer(expanded, padding=padding, return_tensors=return_tensors, **kwargs)
         data.update(text_inputs)
         if return_labels:
             data["labels"] = self.assistant_labels(data["input_ids"], data.get("attention_mask"))
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _load_videos(
+        self, videos: list[Any], located: list[tuple[str, int, list]], sample_index: int
+    ) -> list[VideoClip]:
+        """Decode the sample's videos: sampled scene frames (full variant) and every frame a region lies on."""
+        wanted: dict[int, set[int]] = {index: set() for index in range(len(videos))}
+        for region_index, (source, index, parts) in enumerate(located):
+            if source != "video":
+                continue
+            if index not in wanted:
+                raise RegionInputError(
+                    f"video index {index} is out of range; the sample has {len(videos)} video(s)",
+                    sample_index,
+                    region_index,
+                )
+            if self.variant == "full" and len(parts) > 1:
+                raise RegionInputError(
+                    "the full variant takes one masked frame per region ('frame'); multi-frame regions ('frames') "
+                    "are for PixelRefer-Lite",
+                    sample_index,
+                    region_index,
+                )
+            wanted[index].update(number for number, _ in parts)
+        return [
+            load_video(
+                video,
+                sorted(wanted[index]),
+                sample_scene=self.variant == "full",
+                fps=self.video_fps,
+                max_frames=self.video_max_frames,
+                sample_index=sample_index,
+                video_index=index,
+            )
+            for index, video in enumerate(videos)
+        ]
+
+    @staticmethod
+    def _region_frames(
+        source: str,
+        index: int,
+        parts: list[tuple[int | None, Mapping[str, Any]]],
+        images: list[np.ndarray],
+        clips: list[VideoClip],
+        sample_index: int,
+        region_index: int,
+    ) -> list[np.ndarray]:
+        """The full-resolution frame each part of a region lies on."""
+        if source == "video":
+            return [clips[index].region_frames[number] for number, _ in parts]
+        if not images:
+            raise RegionInputError("the sample has no image for the region to lie on", sample_index, region_index)
+        if index >= len(images):
+            raise RegionInputError(
+                f"image index {index} is out of range; the sample has {len(images)} image(s)",
+                sample_index,
+                region_index,
+            )
+        return [images[index]]
+
+    def _video_scene_inputs(self, clips: list[VideoClip]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Patches, grids and compression masks of the sampled frames, and each video's placeholder text."""
+        pixel_values, grids, keep_masks, texts = [], [], [], []
+        min_pixels = self.image_processor.size["shortest_edge"]
+        for clip in clips:
+            num_frames = len(clip.frames)
+            size = {"shortest_edge": min_pixels, "longest_edge": max(min_pixels, self.video_max_pixels // num_frames)}
+            frames = self.image_processor(
+                images=list(clip.frames),
+                size=size,
+                merge_size=self.video_merge_size,
+                input_data_format="channels_last",
+                return_tensors="pt",
+            )
+            _, height, width = frames["image_grid_thw"][0].tolist()
+            grid = (num_frames, height, width)
+            if self.video_compression_threshold is None:
+                keep = torch.ones(num_frames * height * width // self.video_merge_size**2, dtype=torch.bool)
+            else:
+                keep = compression_mask(
+                    frames["pixel_values"], grid, self.video_merge_size, self.video_compression_threshold
+                )
+            kept_per_frame = keep.view(num_frames, -1).sum(dim=1).tolist()
+            texts.append(
+                ",".join(
+                    f"Time {t:.1f}s:" + self.video_token * n
+                    for t, n in zip(clip.timestamps, kept_per_frame, strict=True)
+                )
+            )
+            pixel_values.append(frames["pixel_values"])
+            grids.append(grid)
+            keep_masks.append(keep)
+        data = {
+            "pixel_values_videos": torch.cat(pixel_values),
+            "video_grid_thw": torch.tensor(grids, dtype=torch.long),
+            "video_merge_sizes": torch.full((len(clips),), self.video_merge_size, dtype=torch.long),
+            "video_compression_mask": torch.cat(keep_masks),
+        }
+        return data, texts
 
     def _as_text_list(self, text: Any) -> list[str]:
         if isinstance(text, str):
@@ -287,53 +463,41 @@ class PixelReferProcessor(ProcessorMixin):
                 )
         return per_sample
 
-    @staticmethod
-    def _region_image(
-        region: Mapping[str, Any], images: list[np.ndarray], sample_index: int, region_index: int
-    ) -> np.ndarray:
-        if not isinstance(region, Mapping):
-            raise RegionInputError(f"expected a region dict, got {type(region).__name__}", sample_index, region_index)
-        image_index = region.get("image", 0)
-        if not images:
-            raise RegionInputError("the sample has no image for the region to lie on", sample_index, region_index)
-        if not isinstance(image_index, int) or not 0 <= image_index < len(images):
-            raise RegionInputError(
-                f"image index {image_index!r} is out of range; the sample has {len(images)} image(s)",
-                sample_index,
-                region_index,
-            )
-        return images[image_index]
-
     def _expand_placeholders(
-        self, prompt: str, image_token_counts: list[int], region_token_counts: list[int], sample_index: int
+        self, prompt: str, image_texts: list[str], video_texts: list[str], region_texts: list[str], sample_index: int
     ) -> str:
-        """Replace each `<image>` by its scene tokens and each `<region>` by `[` + `<REGION>` x n + `]`, in order."""
-        num_image_tags = prompt.count(self.image_token)
-        num_region_tags = prompt.count(self.region_placeholder)
-        if num_image_tags != len(image_token_counts):
-            raise PixelReferInputError(
-                "text",
-                f"the prompt holds {num_image_tags} {self.image_token} placeholder(s) but {len(image_token_counts)} "
-                "image(s) were given; expected one placeholder per image",
-                sample_index,
-            )
-        if num_region_tags != len(region_token_counts):
-            raise PixelReferInputError(
-                "text",
-                f"the prompt holds {num_region_tags} {self.region_placeholder} placeholder(s) but "
-                f"{len(region_token_counts)} region(s) were given; expected one placeholder per region",
-                sample_index,
-            )
-        images_iter, regions_iter = iter(image_token_counts), iter(region_token_counts)
-        parts = []
-        for part in self._placeholder_pattern.split(prompt):
-            if part == self.image_token:
-                parts.append(self.image_token * next(images_iter))
-            elif part == self.region_placeholder:
-                parts.append("[" + self.region_token * next(regions_iter) + "]")
-            else:
-                parts.append(part)
-        return "".join(parts)
+        """Replace `<image>`, `<video>` and `<region>` placeholders, in order, by their token strings."""
+        if self.variant == "lite":
+            for placeholder in (self.image_token, self.video_placeholder):
+                if placeholder in prompt:
+                    raise PixelReferInputError(
+                        "text",
+                        f"PixelRefer-Lite reads no scene tokens: remove the {placeholder} placeholder(s) from the "
+                        "prompt (its regions still see their images and frames)",
+                        sample_index,
+                    )
+        for placeholder, given, what in (
+            (self.image_token, image_texts, "image"),
+            (self.video_placeholder, video_texts, "video"),
+            (self.region_placeholder, region_texts, "region"),
+        ):
+            if self.variant == "lite" and what != "region":
+                continue
+            found = prompt.count(placeholder)
+            if found != len(given):
+                raise PixelReferInputError(
+                    "text",
+                    f"the prompt holds {found} {placeholder} placeholder(s) but {len(given)} {what}(s) were given; "
+                    f"expected one placeholder per {what}",
+                    sample_index,
+                )
+        replacements = {
+            self.image_token: iter(image_texts),
+            self.video_placeholder: iter(video_texts),
+            self.region_placeholder: iter(region_texts),
+        }
+        parts = self._placeholder_pattern.split(prompt)
+        return "".join(next(replacements[part]) if part in replacements else part for part in parts)
 
     def assistant_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Labels that supervise only assistant answers: the tokens after `<|im_start|>assistant\\n` up to and including
@@ -363,6 +527,12 @@ def _find(sequence: list[int], pattern: list[int], start: int) -> int:
         if sequence[index] == first and sequence[index : index + len(pattern)] == pattern:
             return index
     return -1
+
+
+def _looks_like_video(value: Any) -> bool:
+    from pathlib import Path
+
+    return isinstance(value, (str, Path)) or (isinstance(value, Mapping) and "frames" in value)
 
 
 def _looks_like_image(value: Any) -> bool:

@@ -32,6 +32,7 @@ class CropPlan:
         image_size: `(height, width)` of the original image.
         area: number of foreground pixels of the region.
         patch_size: patch side of the vision encoder the crop is planned for.
+        rule: `"full"` or `"lite"`, the released variant whose crop conventions the plan follows.
     """
 
     box: tuple[int, int, int, int]
@@ -40,11 +41,18 @@ class CropPlan:
     image_size: tuple[int, int]
     area: int
     patch_size: int
+    rule: str = "full"
 
     @property
     def grid_size(self) -> tuple[int, int]:
         """`(rows, cols)` of the crop's encoder grid."""
         return self.resized_size[0] // self.patch_size, self.resized_size[1] // self.patch_size
+
+    @property
+    def position_box(self) -> tuple[int, int, int, int]:
+        """The box the position encoding reads: the crop box for `"full"`, with inclusive bottom/right for `"lite"`."""
+        top, left, bottom, right = self.box
+        return (top, left, bottom - 1, right - 1) if self.rule == "lite" else self.box
 
 
 def mask_bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -56,23 +64,33 @@ def mask_bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
 
 
-def expanded_crop_box(
-    tight_box: tuple[int, int, int, int], image_size: tuple[int, int], context: int
-) -> tuple[int, int, int, int]:
-    """Pad a tight inclusive box by `context` pixels and clip it to the image.
+CROP_RULES = ("full", "lite")
 
-    Follows the released models: the clipped bottom/right edge is `min(size - 1, edge + context)` and is then used as an
-    exclusive end, so the last row/column of the image never enters a crop.
+
+def expanded_crop_box(
+    tight_box: tuple[int, int, int, int], image_size: tuple[int, int], context: int, rule: str = "full"
+) -> tuple[int, int, int, int]:
+    """Pad a tight inclusive box by `context` pixels and clip it to the image, as the released models do.
+
+    * `"full"`: the clipped bottom/right edge is `min(size - 1, edge + context)`, then used as an exclusive end, so the
+      last row/column of the image never enters a crop.
+    * `"lite"`: the exclusive end is `min(size, edge + 1 + context)` (one pixel more).
 
     Returns:
         `(top, left, bottom, right)`, bottom/right exclusive.
     """
+    if rule not in CROP_RULES:
+        raise ValueError(f"rule must be one of {CROP_RULES}, got {rule!r}")
     row0, col0, row1, col1 = tight_box
     height, width = image_size
     top = max(0, row0 - context)
     left = max(0, col0 - context)
-    bottom = min(height - 1, row1 + context)
-    right = min(width - 1, col1 + context)
+    if rule == "full":
+        bottom = min(height - 1, row1 + context)
+        right = min(width - 1, col1 + context)
+    else:
+        bottom = min(height, row1 + 1 + context)
+        right = min(width, col1 + 1 + context)
     # A region touching the last row/column of a 1-pixel-high (or wide) image would give an empty crop.
     bottom = max(bottom, top + 1)
     right = max(right, left + 1)
@@ -125,17 +143,24 @@ def plan_region_crop(
     max_patches: int,
     min_pixels: int,
     max_pixels: int,
+    rule: str = "full",
 ) -> CropPlan:
     """Crop plan of one region given its full-image boolean mask `(H, W)` (must be non-empty)."""
     image_size = (int(mask.shape[0]), int(mask.shape[1]))
     area = int(mask.sum())
-    box = expanded_crop_box(mask_bounding_box(mask), image_size, context_patches * patch_size)
+    box = expanded_crop_box(mask_bounding_box(mask), image_size, context_patches * patch_size, rule)
     top, left, bottom, right = box
     scale = region_scale(area, patch_size, min_patches, max_patches)
     resized = resized_crop_size((bottom - top, right - left), scale, patch_size)
     resized = fit_pixel_budget(resized, patch_size, min_pixels, max_pixels)
     return CropPlan(
-        box=box, scale=scale, resized_size=resized, image_size=image_size, area=area, patch_size=patch_size
+        box=box,
+        scale=scale,
+        resized_size=resized,
+        image_size=image_size,
+        area=area,
+        patch_size=patch_size,
+        rule=rule,
     )
 
 
@@ -148,15 +173,28 @@ def resize_bilinear(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(array[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
 
 
-def crop_and_resize_image(image: np.ndarray, plan: CropPlan) -> np.ndarray:
-    """Cut `plan.box` out of an `(H, W, 3)` uint8 image and resize it to `plan.resized_size`; returns uint8 `(h, w, 3)`."""
-    top, left, bottom, right = plan.box
-    crop = torch.from_numpy(np.ascontiguousarray(image[top:bottom, left:right])).permute(2, 0, 1).float()
-    resized = resize_bilinear(crop, plan.resized_size)
+def resize_image(image: np.ndarray, size: tuple[int, int], area_when_shrinking: bool = False) -> np.ndarray:
+    """Resize an `(h, w, 3)` uint8 image to `size = (height, width)`.
+
+    Bilinear (`INTER_LINEAR`); with `area_when_shrinking`, pixel-area averaging (`INTER_AREA`) when neither side grows,
+    as the released Lite models do.
+    """
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    shrinking = size[0] <= image.shape[0] and size[1] <= image.shape[1]
+    if area_when_shrinking and shrinking:
+        resized = F.interpolate(pixels[None], size=size, mode="area")[0]
+    else:
+        resized = resize_bilinear(pixels, size)
     return resized.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-GRID_ROUNDING_MODES = ("separable", "bilinear")
+def crop_and_resize_image(image: np.ndarray, plan: CropPlan) -> np.ndarray:
+    """Cut `plan.box` out of an `(H, W, 3)` uint8 image and resize it to `plan.resized_size`; returns uint8 `(h, w, 3)`."""
+    top, left, bottom, right = plan.box
+    return resize_image(image[top:bottom, left:right], plan.resized_size, area_when_shrinking=plan.rule == "lite")
+
+
+GRID_ROUNDING_MODES = ("separable", "bilinear", "any")
 
 
 def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: str = "separable") -> np.ndarray:
@@ -168,6 +206,7 @@ def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: str = "separabl
       This is exactly what torch's uint8 bilinear kernel computes for the uint8 masks the released models were
       trained on.
     * `"bilinear"`: one 2-D bilinear resample, a cell is in when its coverage is `>= 0.5`.
+    * `"any"` (the released Lite models): one 2-D bilinear resample, a cell is in when its coverage is `> 0`.
 
     A region too thin to be kept by the rounding keeps the single cell of highest 2-D coverage, so every region gets
     at least one object token.
@@ -183,6 +222,8 @@ def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: str = "separabl
     coverage = resize_bilinear(crop, (grid_height, grid_width))[0]
     if rounding == "bilinear":
         grid = coverage >= 0.5
+    elif rounding == "any":
+        grid = coverage > 0
     else:
         rows = torch.floor(resize_bilinear(crop, (crop.shape[1], grid_width)) + 0.5)
         grid = torch.floor(resize_bilinear(rows, (grid_height, grid_width))[0] + 0.5) >= 1

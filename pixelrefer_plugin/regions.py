@@ -12,8 +12,10 @@ A region is a dict with exactly one of the keys in `REGION_KINDS` plus optional 
 * `point`: `[x, y]` in pixels, filled as a square of `point_size` pixels centred on the point and clipped to the
   image (the model sees the neighbourhood of the point, not a segmented object).
 
-`image` (default 0) selects which image of the sample the region lies on. Any other key is an error, so a typo such
-as `bbox` never passes silently.
+`image` (default 0) selects which image of the sample the region lies on. On a video, `frame` gives the frame number
+the region lies on (and `video`, default 0, which video of the sample). PixelRefer-Lite also takes an object over
+several frames: `{"frames": {frame: {"mask": ...}, other_frame: {"box": ...}}, "video": 0}`. Any other key is an error,
+so a typo such as `bbox` never passes silently.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import numpy as np
 import torch
 
 REGION_KINDS = ("mask", "rle", "polygon", "box", "point")
-REGION_OPTIONS = ("box_format", "image", "frame")
+REGION_OPTIONS = ("box_format", "image", "video", "frame")
+TRACK_KEY = "frames"
 BOX_FORMATS = ("xyxy", "xywh")
 
 
@@ -108,7 +111,7 @@ def load_image(image: Any, sample_index: int | None = None, image_index: int | N
     return np.ascontiguousarray(image)
 
 
-def region_kind(region: Any, sample_index: int, region_index: int) -> str:
+def region_kind(region: Any, sample_index: int, region_index: int, options: tuple[str, ...] = REGION_OPTIONS) -> str:
     """Validate the keys of a region dict and return its kind (one of `REGION_KINDS`)."""
     if not isinstance(region, Mapping):
         raise RegionInputError(
@@ -116,10 +119,10 @@ def region_kind(region: Any, sample_index: int, region_index: int) -> str:
             sample_index,
             region_index,
         )
-    unknown = sorted(set(region) - set(REGION_KINDS) - set(REGION_OPTIONS))
+    unknown = sorted(set(region) - set(REGION_KINDS) - set(options))
     if unknown:
         raise RegionInputError(
-            f"unknown key(s) {unknown}; a region takes one of {REGION_KINDS} and optionally {REGION_OPTIONS}",
+            f"unknown key(s) {unknown}; a region takes one of {REGION_KINDS} and optionally {options}",
             sample_index,
             region_index,
         )
@@ -130,6 +133,62 @@ def region_kind(region: Any, sample_index: int, region_index: int) -> str:
             f"expected exactly one of the keys {REGION_KINDS}, found {found}", sample_index, region_index
         )
     return kinds[0]
+
+
+def _frame_number(value: Any, sample_index: int, region_index: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise RegionInputError(f"frame must be a non-negative integer, got {value!r}", sample_index, region_index)
+    return int(value)
+
+
+def _source_index(region: Mapping[str, Any], key: str, sample_index: int, region_index: int) -> int:
+    value = region.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise RegionInputError(
+            f"{key} must be a non-negative integer index, got {value!r}", sample_index, region_index
+        )
+    return int(value)
+
+
+def region_parts(
+    region: Any, sample_index: int, region_index: int
+) -> tuple[str, int, list[tuple[int | None, Mapping[str, Any]]]]:
+    """Where a region lies: `(source, index, parts)`.
+
+    `source` is `"image"` or `"video"`, `index` which image / video of the sample, and `parts` a list of
+    `(frame number or None, single-kind region dict)`, one per masked frame, sorted by frame.
+    """
+    if isinstance(region, Mapping) and TRACK_KEY in region:
+        unknown = sorted(set(region) - {TRACK_KEY, "video"})
+        if unknown:
+            raise RegionInputError(
+                f"a multi-frame region takes only 'frames' and 'video', got also {unknown}", sample_index, region_index
+            )
+        track = region[TRACK_KEY]
+        if not isinstance(track, Mapping) or not track:
+            raise RegionInputError(
+                "frames must be a non-empty dict {frame number: region dict}", sample_index, region_index
+            )
+        parts = []
+        for frame, part in track.items():
+            region_kind(part, sample_index, region_index, options=("box_format",))
+            parts.append((_frame_number(frame, sample_index, region_index), part))
+        return "video", _source_index(region, "video", sample_index, region_index), sorted(parts, key=lambda p: p[0])
+    region_kind(region, sample_index, region_index)
+    if "frame" in region:
+        if "image" in region:
+            raise RegionInputError(
+                "a region lies on an image ('image') or on a video frame ('frame'), not both",
+                sample_index,
+                region_index,
+            )
+        frame = _frame_number(region["frame"], sample_index, region_index)
+        return "video", _source_index(region, "video", sample_index, region_index), [(frame, region)]
+    if "video" in region:
+        raise RegionInputError(
+            "a region on a video needs the frame number it lies on ('frame')", sample_index, region_index
+        )
+    return "image", _source_index(region, "image", sample_index, region_index), [(None, region)]
 
 
 def region_to_mask(

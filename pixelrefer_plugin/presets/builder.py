@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_TOKEN = "<image>"
 REGION_TOKEN = "<REGION>"
+VIDEO_TOKEN = "<|video_pad|>"
 
 
 def load_preset_tokenizer(preset: Preset, tokenizer_path: str | Path | None = None) -> PreTrainedTokenizerBase:
@@ -32,7 +33,7 @@ def load_preset_tokenizer(preset: Preset, tokenizer_path: str | Path | None = No
             "files (tokenizer.json, tokenizer_config.json, ...) and pass their folder as tokenizer_path / --tokenizer"
         )
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True, padding_side="left")
-    missing = [t for t in (IMAGE_TOKEN, REGION_TOKEN) if t not in tokenizer.get_vocab()]
+    missing = [t for t in (IMAGE_TOKEN, REGION_TOKEN, VIDEO_TOKEN) if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     return tokenizer
@@ -51,7 +52,7 @@ def preset_config(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> PixelRe
         vision_config=dict(preset.vision_config),
         variant=preset.variant,
         image_token_id=image_id,
-        video_token_id=image_id,
+        video_token_id=tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
         region_token_id=tokenizer.convert_tokens_to_ids(REGION_TOKEN),
         region_token=REGION_TOKEN,
         **preset.object_tokenizer,
@@ -61,6 +62,7 @@ def preset_config(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> PixelRe
 def preset_processor(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> PixelReferProcessor:
     settings = dict(preset.image_processor)
     region_max_pixels = settings.pop("region_max_pixels", None)
+    video = {f"video_{key}": value for key, value in settings.pop("video", {}).items()}
     image_processor = VideoLlama3ImageProcessorPil(
         min_pixels=settings.pop("min_pixels"), max_pixels=settings.pop("max_pixels"), merge_size=1, **settings
     )
@@ -73,7 +75,13 @@ def preset_processor(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> Pixe
         region_min_patches=constants["region_min_patches"],
         region_max_patches=constants["region_max_patches"],
         region_grid_rounding=constants["region_grid_rounding"],
+        region_crop_rule=constants.get("region_crop_rule", "full"),
+        lite_local_size=constants.get("lite_local_size", 224),
+        lite_global_size=constants.get("lite_global_size", 336),
         region_max_pixels=region_max_pixels,
+        variant=preset.variant,
+        video_merge_size=constants.get("video_merge_size", 2),
+        **video,
     )
 
 

@@ -14,6 +14,7 @@ SPECIAL_TOKENS = (
     "<|stream_start|>",
     "<|stream_end|>",
     "<REGION>",
+    "<|video_pad|>",
 )
 
 _COLOURS = "red green blue yellow orange purple pink brown black white gray cyan magenta"
@@ -22,7 +23,8 @@ _WORDS = (
     "what is the colour color shape size category of this that region in image video frame please describe "
     "briefly in detail which one larger smaller left right top bottom middle there are two three regions a an and or "
     "answer with option letter from given choices directly question yes no it maybe subpart output format else just "
-    "person dog cat car tree sky road building table chair cup bottle time second user assistant system"
+    "person dog cat car tree sky road building table chair cup bottle time second user assistant system "
+    "Time moving marked highlighted object video"
 )
 
 

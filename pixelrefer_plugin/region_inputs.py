@@ -1,0 +1,103 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""Collects the model inputs of all regions of a batch: crops, grid masks, boxes, and Lite's context images."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .region_geometry import crop_and_resize_image, plan_region_crop, region_grid_mask, resize_image
+
+
+@dataclass
+class RegionInputCollector:
+    """Turns (mask, frame) pairs into crop patches and bookkeeping, one "unit" per region and masked frame.
+
+    With `lite=True` each unit also gets its local context (the expanded crop resized to `local_size²`) and the frame
+    it lies on is resized to `global_size²` once, however many units share it.
+    """
+
+    patch_size: int
+    context_patches: int
+    min_patches: int
+    max_patches: int
+    grid_rounding: str
+    crop_rule: str
+    min_pixels: int
+    max_pixels: int
+    mask_num: int
+    lite: bool = False
+    local_size: int = 224
+    global_size: int = 336
+    crops: list[np.ndarray] = field(default_factory=list)
+    grid_masks: list[np.ndarray] = field(default_factory=list)
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)
+    local_images: list[np.ndarray] = field(default_factory=list)
+    frame_images: list[np.ndarray] = field(default_factory=list)
+    frame_keys: dict[Hashable, int] = field(default_factory=dict)
+    frame_index: list[int] = field(default_factory=list)
+
+    def add(self, mask: np.ndarray, image: np.ndarray, frame_key: Hashable) -> int:
+        """Add one region on one frame; returns its number of object tokens.
+
+        Args:
+            mask: `(H, W)` bool, non-empty.
+            image: `(H, W, 3)` uint8 frame the mask lies on.
+            frame_key: identifies the frame within the batch (units on the same frame share its global context).
+        """
+        plan = plan_region_crop(
+            mask,
+            self.patch_size,
+            self.context_patches,
+            self.min_patches,
+            self.max_patches,
+            self.min_pixels,
+            self.max_pixels,
+            rule=self.crop_rule,
+        )
+        grid = region_grid_mask(mask, plan, self.grid_rounding)
+        self.crops.append(crop_and_resize_image(image, plan))
+        self.grid_masks.append(grid.reshape(-1))
+        self.boxes.append(plan.position_box)
+        self.image_sizes.append(plan.image_size)
+        if not self.lite:
+            return min(self.mask_num, int(grid.sum()))
+        top, left, bottom, right = plan.box
+        size = (self.local_size, self.local_size)
+        self.local_images.append(resize_image(image[top:bottom, left:right], size, area_when_shrinking=True))
+        if frame_key not in self.frame_keys:
+            self.frame_keys[frame_key] = len(self.frame_images)
+            size = (self.global_size, self.global_size)
+            self.frame_images.append(resize_image(image, size, area_when_shrinking=True))
+        self.frame_index.append(self.frame_keys[frame_key])
+        return self.mask_num
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def features(self, image_processor: Any) -> dict[str, torch.Tensor]:
+        """Model inputs of the collected units (empty dict when there are none)."""
+        if not self.crops:
+            return {}
+
+        def patches(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+            out = image_processor(
+                images=images, do_resize=False, merge_size=1, input_data_format="channels_last", return_tensors="pt"
+            )
+            return out["pixel_values"], out["image_grid_thw"]
+
+        data: dict[str, torch.Tensor] = {}
+        data["region_pixel_values"], data["region_grid_thw"] = patches(self.crops)
+        data["region_grid_mask"] = torch.from_numpy(np.concatenate(self.grid_masks))
+        data["region_boxes"] = torch.tensor(self.boxes, dtype=torch.long)
+        data["region_image_sizes"] = torch.tensor(self.image_sizes, dtype=torch.long)
+        if self.lite:
+            data["region_local_pixel_values"], data["region_local_grid_thw"] = patches(self.local_images)
+            data["frame_pixel_values"], data["frame_grid_thw"] = patches(self.frame_images)
+            data["region_frame_index"] = torch.tensor(self.frame_index, dtype=torch.long)
+        return data
