@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
@@ -19,6 +20,7 @@ from pixelrefer_plugin import (
     PixelReferModel,
     PixelReferProcessor,
 )
+from pixelrefer_plugin.presets import build_model_and_processor
 
 ALLOWED_IMPORTS = {
     "__future__",
@@ -68,7 +70,8 @@ REMOTE_SCRIPT = textwrap.dedent(
         logits = model(**inputs).logits
     generated = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
     torch.save({"logits": logits, "generated": generated, "input_ids": inputs["input_ids"]}, out_path)
-    print(json.dumps({"model": type(model).__module__, "base": type(base).__name__, "processor": type(processor).__module__}))
+    print(json.dumps({"model": type(model).__module__, "base": type(base).__name__,
+                      "processor": type(processor).__module__, "variant": model.config.variant}))
     """
 )
 
@@ -132,11 +135,14 @@ def test_in_process_reload_gives_identical_logits(tiny, tmp_path, scenes):
     assert isinstance(AutoModel.from_pretrained(tmp_path), PixelReferModel)
 
 
-def test_trust_remote_code_round_trip_without_the_plugin(tiny, tmp_path):
-    model, processor = tiny
+@pytest.mark.parametrize("preset", ["pixelrefer-tiny", "pixelrefer-lite-tiny"])
+def test_trust_remote_code_round_trip_without_the_plugin(preset, tmp_path):
+    model, processor = build_model_and_processor(preset)
     checkpoint = tmp_path / "checkpoint"
     model.save_pretrained(checkpoint)
     processor.save_pretrained(checkpoint)
+    for name in ("object_infusion", "video_decoding", "region_inputs"):
+        assert (checkpoint / f"{name}.py").exists(), name
     image = np.random.default_rng(0).integers(0, 255, (140, 180, 3), dtype=np.uint8)
     np.save(tmp_path / "image.npy", image)
     script = tmp_path / "remote.py"
@@ -155,6 +161,7 @@ def test_trust_remote_code_round_trip_without_the_plugin(tiny, tmp_path):
     assert loaded["model"].startswith("transformers_modules.")  # code came from the checkpoint, not the plugin
     assert loaded["processor"].startswith("transformers_modules.")
     assert loaded["base"] == "PixelReferModel"
+    assert loaded["variant"] == model.config.variant
 
     remote = torch.load(tmp_path / "out.pt")
     prompt = processor.apply_chat_template(

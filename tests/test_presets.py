@@ -20,14 +20,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_registry_lists_the_named_models():
-    assert {"pixelrefer-2b", "pixelrefer-7b", "pixelrefer-tiny"} <= set(list_presets())
+    expected = {
+        "pixelrefer-2b",
+        "pixelrefer-7b",
+        "pixelrefer-tiny",
+        "pixelrefer-lite-2b",
+        "pixelrefer-lite-7b",
+        "pixelrefer-lite-tiny",
+    }
+    assert expected <= set(list_presets())
     with pytest.raises(KeyError, match="known presets"):
         load_preset("pixelrefer-13b")
 
 
 @pytest.mark.parametrize(
     "name, low, high, vision_width, text_width",
-    [("pixelrefer-2b", 1.9e9, 2.4e9, 1152, 1536), ("pixelrefer-7b", 7.8e9, 8.6e9, 1152, 3584)],
+    [
+        ("pixelrefer-2b", 1.9e9, 2.4e9, 1152, 1536),
+        ("pixelrefer-7b", 7.8e9, 8.6e9, 1152, 3584),
+        ("pixelrefer-lite-2b", 1.9e9, 2.4e9, 1152, 1536),
+        ("pixelrefer-lite-7b", 7.8e9, 8.6e9, 1152, 3584),
+    ],
 )
 def test_real_presets_have_the_published_sizes(name, low, high, vision_width, text_width):
     """Build the real-size architecture on the meta device (no memory) and count its parameters."""
@@ -36,16 +49,24 @@ def test_real_presets_have_the_published_sizes(name, low, high, vision_width, te
     config = preset_config(preset, tokenizer)
     assert config.text_config.vocab_size == preset.text_config["vocab_size"]  # tokenizer is smaller: kept
     assert config.vision_config.hidden_size == vision_width and config.text_config.hidden_size == text_width
-    assert config.mask_num == 32 and config.position_axis_swap and config.kmeans_iters == 5
+    lite = name.startswith("pixelrefer-lite")
+    assert config.mask_num == 32 and config.position_axis_swap
+    assert (config.kmeans_iters, config.region_max_patches) == ((3, 50) if lite else (5, 100))
+    assert config.region_grid_rounding == ("any" if lite else "separable")
     with torch.device("meta"):
         model = PixelReferForConditionalGeneration(config)
     count = sum(p.numel() for p in model.parameters())
     assert low < count < high
     tokenizer_params = sum(p.numel() for p in model.model.object_tokenizer.parameters())
-    assert (
-        tokenizer_params
-        == 2 * vision_width + vision_width + vision_width * text_width + text_width + text_width**2 + text_width
-    )
+    pos_linear = 2 * vision_width + vision_width
+    feat_linear = vision_width * text_width + text_width + text_width**2 + text_width
+    assert tokenizer_params == pos_linear + feat_linear
+    if lite:  # two LayerNorms and two 8-head cross-attentions at the vision width
+        infusion_params = sum(p.numel() for p in model.model.object_infusion.parameters())
+        assert config.oci_num_heads == 8
+        assert infusion_params == 2 * (2 * vision_width + 4 * vision_width**2 + 4 * vision_width)
+    else:
+        assert model.model.object_infusion is None
 
 
 def test_tiny_preset_forward_is_fast(tiny_model, tiny_processor, scenes):
@@ -117,6 +138,6 @@ def test_registry_yamls_ship_inside_the_wheel(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = tmp_path.glob("pixelrefer_plugin-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for preset in ("pixelrefer-tiny", "pixelrefer-2b", "pixelrefer-7b"):
+    for preset in list_presets():
         assert f"pixelrefer_plugin/registry/{preset}.yaml" in names
     assert "pixelrefer_plugin/modeling_pixelrefer.py" in names
