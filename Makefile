@@ -25,6 +25,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/object_tokenizer.py
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/full_vs_lite.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
