@@ -101,8 +101,8 @@ def test_build_command_writes_a_loadable_checkpoint(tmp_path, scenes):
     assert generated.shape == (1, inputs["input_ids"].shape[1] + 2)
 
 
-def test_build_of_a_real_preset_without_tokenizer_says_what_to_download(tmp_path, capsys):
-    assert cli_main(["build", "pixelrefer-7b", "--out", str(tmp_path / "x")]) == 2
+def test_random_init_of_a_real_preset_without_tokenizer_says_what_to_download(tmp_path, capsys):
+    assert cli_main(["build", "pixelrefer-7b", "--out", str(tmp_path / "x"), "--random-init"]) == 2
     error = capsys.readouterr().err
     assert "Alibaba-DAMO-Academy/PixelRefer-7B" in error and "--tokenizer" in error
     assert cli_main(["build", "no-such-model", "--out", str(tmp_path / "y")]) == 2

@@ -7,9 +7,9 @@ import argparse
 import logging
 import sys
 
-from . import build, demo, presets
+from . import build, convert, demo, presets
 
-COMMANDS = {"build": build, "presets": presets, "demo": demo}
+COMMANDS = {"build": build, "convert": convert, "presets": presets, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(args.run(args) or 0)
-    except (FileNotFoundError, KeyError, ValueError) as error:
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"pixelrefer {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""`pixelrefer build NAME --out DIR`: a loadable checkpoint from a registry preset."""
+"""`pixelrefer build NAME --out DIR`: a loadable checkpoint of a registry preset."""
 
 from __future__ import annotations
 
@@ -9,20 +9,28 @@ import argparse
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
         "build",
-        help="write a random-init checkpoint of a registry preset",
-        description="Write a self-contained checkpoint of a registry preset (random init) that loads with "
-        "AutoModelForImageTextToText.from_pretrained(DIR, trust_remote_code=True).",
+        help="build a named model: released weights (downloaded and converted) or a random-init preset",
+        description="Write a checkpoint of a registry preset that loads with "
+        "AutoModelForImageTextToText.from_pretrained(DIR, trust_remote_code=True). Presets with released weights "
+        "are downloaded from the hub and converted; tiny presets (and --random-init) are randomly initialised.",
     )
     parser.add_argument("name", help="preset name, see `pixelrefer presets`")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--tokenizer", help="local folder with the preset's tokenizer files (non-tiny presets)")
+    parser.add_argument("--random-init", action="store_true", help="random weights instead of the released ones")
+    parser.add_argument("--tokenizer", help="local folder with the preset's tokenizer files (with --random-init)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..presets import build_preset
+    from ..presets import build_preset, load_preset
+    from ..presets.hub import build_released
 
-    out = build_preset(args.name, args.out, tokenizer_path=args.tokenizer, seed=args.seed)
-    print(f"wrote {args.name} to {out}")
+    preset = load_preset(args.name)
+    if args.random_init or preset.hub_id is None:
+        out = build_preset(args.name, args.out, tokenizer_path=args.tokenizer, seed=args.seed)
+        print(f"wrote {args.name} (random init) to {out}")
+    else:
+        out = build_released(preset, args.out)
+        print(f"wrote {args.name} (released weights of {preset.hub_id}) to {out}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
@@ -59,30 +60,51 @@ def preset_config(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> PixelRe
     )
 
 
-def preset_processor(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> PixelReferProcessor:
-    settings = dict(preset.image_processor)
+def build_processor(
+    config: PixelReferConfig, tokenizer: PreTrainedTokenizerBase, image_settings: dict[str, Any]
+) -> PixelReferProcessor:
+    """The processor matching a model config.
+
+    Args:
+        config: supplies variant and every geometry constant the processor shares with the model.
+        tokenizer: with `<image>`, `<REGION>` (and `<|video_pad|>` for the full variant).
+        image_settings: `min_pixels`, `max_pixels` (scene images), optional `region_max_pixels`, `image_mean`,
+            `image_std`, and `video` (`fps`, `max_frames`, `max_pixels`, `compression_threshold`).
+    """
+    settings = dict(image_settings)
     region_max_pixels = settings.pop("region_max_pixels", None)
     video = {f"video_{key}": value for key, value in settings.pop("video", {}).items()}
     image_processor = VideoLlama3ImageProcessorPil(
         min_pixels=settings.pop("min_pixels"), max_pixels=settings.pop("max_pixels"), merge_size=1, **settings
     )
-    constants = preset.object_tokenizer
     return PixelReferProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        mask_num=constants["mask_num"],
-        region_context_patches=constants["region_context_patches"],
-        region_min_patches=constants["region_min_patches"],
-        region_max_patches=constants["region_max_patches"],
-        region_grid_rounding=constants["region_grid_rounding"],
-        region_crop_rule=constants.get("region_crop_rule", "full"),
-        lite_local_size=constants.get("lite_local_size", 224),
-        lite_global_size=constants.get("lite_global_size", 336),
+        variant=config.variant,
+        mask_num=config.mask_num,
+        region_context_patches=config.region_context_patches,
+        region_min_patches=config.region_min_patches,
+        region_max_patches=config.region_max_patches,
+        region_grid_rounding=config.region_grid_rounding,
+        region_crop_rule=config.region_crop_rule,
+        lite_local_size=config.lite_local_size,
+        lite_global_size=config.lite_global_size,
         region_max_pixels=region_max_pixels,
-        variant=preset.variant,
-        video_merge_size=constants.get("video_merge_size", 2),
+        video_merge_size=config.video_merge_size,
         **video,
     )
+
+
+def preset_processor(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> PixelReferProcessor:
+    """The processor of a registry preset."""
+    return build_processor(preset_config(preset, tokenizer), tokenizer, preset.image_processor)
+
+
+def generation_config_for(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
+    """Greedy decoding that stops at `<|im_end|>`, as the released models are run."""
+    eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    return GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id, do_sample=False, max_new_tokens=128)
 
 
 def build_model_and_processor(
@@ -100,13 +122,8 @@ def build_model_and_processor(
         model = PixelReferForConditionalGeneration(config)
     finally:
         torch.set_default_dtype(previous)
-    model.generation_config = GenerationConfig(
-        eos_token_id=config.text_config.eos_token_id,
-        pad_token_id=config.text_config.pad_token_id,
-        do_sample=False,
-        max_new_tokens=128,
-    )
-    return model.eval(), preset_processor(preset, tokenizer)
+    model.generation_config = generation_config_for(tokenizer)
+    return model.eval(), build_processor(config, tokenizer, preset.image_processor)
 
 
 def build_preset(name: str, out: str | Path, tokenizer_path: str | Path | None = None, seed: int = 0) -> Path:

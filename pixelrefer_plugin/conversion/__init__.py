@@ -1,0 +1,6 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""Conversion of released checkpoints to the plugin format."""
+
+from .released import ConversionError, convert_released_checkpoint, map_released_key
+
+__all__ = ["ConversionError", "convert_released_checkpoint", "map_released_key"]

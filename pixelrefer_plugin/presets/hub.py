@@ -1,0 +1,53 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""Released weights of a preset: download from the hub (when reachable) and convert."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .registry import Preset
+
+logger = logging.getLogger(__name__)
+
+
+class HubUnavailableError(RuntimeError):
+    """The hub could not be reached; the message says what to download and how to convert it."""
+
+
+def download_instructions(preset: Preset, out: str | Path, reason: str) -> str:
+    released = f"{preset.name}-released"
+    return (
+        f"could not download {preset.hub_id} ({reason}).\n"
+        f"On a machine that reaches the Hugging Face hub, download the released checkpoint:\n"
+        f"    hf download {preset.hub_id} --local-dir {released}\n"
+        f"bring the folder here, then convert it:\n"
+        f"    pixelrefer convert {released} --out {out}\n"
+        f"(For a random-init model of this size instead: pixelrefer build {preset.name} --out {out} --random-init "
+        f"--tokenizer DIR_WITH_TOKENIZER_FILES)"
+    )
+
+
+def build_released(preset: Preset, out: str | Path) -> Path:
+    """Download `preset.hub_id` (or use the local hub cache) and convert it into `out`.
+
+    Raises:
+        HubUnavailableError: offline (`HF_HUB_OFFLINE=1`) without a cached copy, or the hub cannot be reached.
+    """
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from ..conversion import convert_released_checkpoint
+
+    if preset.hub_id is None:
+        raise ValueError(f"preset {preset.name!r} has no released weights; build it with random init")
+    offline = bool(constants.HF_HUB_OFFLINE)
+    try:
+        source = snapshot_download(preset.hub_id, local_files_only=offline)
+    except LocalEntryNotFoundError:
+        reason = "HF_HUB_OFFLINE is set and no copy is cached" if offline else "the hub is not reachable"
+        raise HubUnavailableError(download_instructions(preset, out, reason)) from None
+    except OSError as error:  # connection errors
+        raise HubUnavailableError(download_instructions(preset, out, f"{type(error).__name__}: {error}")) from None
+    logger.info("converting %s from %s", preset.hub_id, source)
+    return convert_released_checkpoint(source, out)
