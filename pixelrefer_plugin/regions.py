@@ -83,7 +83,7 @@ def load_image(image: Any, sample_index: int | None = None, image_index: int | N
                 f"cannot read image file {str(image)!r} ({error})", sample_index, image_index
             ) from None
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return np.array(image.convert("RGB"), dtype=np.uint8)
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu()
         if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3, 4):

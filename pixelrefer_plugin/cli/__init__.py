@@ -7,14 +7,24 @@ import argparse
 import logging
 import sys
 
-from . import build, convert, demo, presets
+from . import build, convert, data, demo, merge, presets, train
 
-COMMANDS = {"build": build, "convert": convert, "presets": presets, "demo": demo}
+COMMANDS = {
+    "build": build,
+    "convert": convert,
+    "presets": presets,
+    "train": train,
+    "data": data,
+    "merge": merge,
+    "demo": demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pixelrefer", description="PixelRefer region-level multimodal LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    # the deepspeed launcher passes --local_rank=N before the subcommand (the rank is also in the environment)
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     subcommands = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS.values():
         module.add_parser(subcommands)

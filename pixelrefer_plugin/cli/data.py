@@ -1,0 +1,60 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""`pixelrefer data validate FILE --root DIR`: check a training data file before training (see docs/data-format.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "data",
+        help="check region training data",
+        description="Tools for region training data in the published PixelRefer layout (docs/data-format.md).",
+    )
+    actions = parser.add_subparsers(dest="data_command", required=True)
+    validate = actions.add_parser(
+        "validate",
+        help="check every record of a JSON / JSONL data file",
+        description="Check every record of a data file: files exist and are readable, masks decode, fit their image "
+        "or frame and are non-empty, frame numbers exist, one <region> per mask, an assistant turn. Prints one line "
+        "per problem; exits 0 when every record is usable, 1 otherwise.",
+    )
+    validate.add_argument("file", help="data file: a JSON list of records or a JSONL file with one record per line")
+    validate.add_argument("--root", required=True, help="folder the records' image and video paths are relative to")
+    validate.add_argument(
+        "--variant",
+        choices=("full", "lite"),
+        default="full",
+        help="the model the data is for (lite: objects may span several video frames)",
+    )
+    validate.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="exit 0 when at least one record is usable, as training with skip_invalid: true would (it drops the "
+        "records listed)",
+    )
+    validate.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training.data import load_records, validate_records
+
+    try:
+        records = load_records(args.file)
+    except ValueError as error:
+        print(error)
+        return 1
+    problems = validate_records(records, args.root, variant=args.variant)
+    for problem in problems:
+        print(problem)
+    bad = len({problem.index for problem in problems})
+    if not problems:
+        print(f"{args.file}: {len(records)} record(s), all valid ({args.variant} variant)", file=sys.stderr)
+        return 0 if records else 1
+    print(
+        f"{args.file}: {len(problems)} problem(s) in {bad} of {len(records)} record(s) ({args.variant} variant)",
+        file=sys.stderr,
+    )
+    return 0 if args.skip_invalid and bad < len(records) else 1

@@ -1,0 +1,29 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""`pixelrefer train RECIPE.yaml`: fine-tune with a recipe (single process, torchrun, accelerate or deepspeed)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "train",
+        help="fine-tune with a recipe (LoRA on region data)",
+        description="Fine-tune as a recipe says. Runs as it is, or under `torchrun -m pixelrefer_plugin.cli train`, "
+        "`accelerate launch -m pixelrefer_plugin.cli train` or `deepspeed --module pixelrefer_plugin.cli train`.",
+    )
+    parser.add_argument("recipe", help="recipe YAML (see recipes/)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value"
+    )
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training.recipe import load_recipe, parse_overrides
+    from ..training.trainer import run_training
+
+    run_training(load_recipe(args.recipe, parse_overrides(args.overrides)))
+    return 0

@@ -1,0 +1,1 @@
+"""Fine-tuning PixelRefer: data, LoRA, training entry."""

@@ -1,0 +1,181 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""`pixelrefer train RECIPE.yaml`: HF Trainer + peft LoRA on region data, one process to many (torchrun, accelerate,
+deepspeed launchers), resuming after an interruption."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .lora import apply_lora, parameter_groups
+from .recipe import Recipe
+
+logger = logging.getLogger(__name__)
+
+BASE_MODEL_DIR = "base-model"
+# Published stage-1 learning rates: language model 1e-5 (LoRA usually uses ~2e-4), object tokenizer 1e-3.
+DEFAULT_LEARNING_RATES = {"object_tokenizer": 1e-3, "object_infusion": 1e-3}
+
+
+class PixelReferTrainer(Trainer):
+    """`Trainer` with one optimizer group per module (object tokenizer, OCI, projector, LoRA / LLM)."""
+
+    def __init__(self, *args, learning_rates: dict[str, float] | None = None, **kwargs):
+        self.module_learning_rates = dict(learning_rates or {})
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = model if model is not None else self.model
+            groups = parameter_groups(
+                model, self.module_learning_rates, self.args.learning_rate, self.args.weight_decay
+            )
+            optimizer_class, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
+            optimizer_kwargs.pop("lr", None)
+            self.optimizer = optimizer_class(groups, **optimizer_kwargs)
+            for group in groups:
+                logger.info("optimizer group %s: %d tensors, lr %g", group["name"], len(group["params"]), group["lr"])
+        return self.optimizer
+
+
+def prepare_base_model(recipe: Recipe, output_dir: Path, is_main_process: bool) -> Path:
+    """The checkpoint training starts from: the recipe's directory, or a registry preset built (random init) once into
+    `output_dir/base-model` so adapters and resumes refer to a real folder."""
+    candidate = recipe.resolve(recipe.model)
+    if candidate.is_dir():
+        return candidate
+    from ..presets import build_preset, list_presets
+
+    if recipe.model not in list_presets():
+        raise ValueError(f"model {recipe.model!r} is neither a checkpoint directory nor a preset ({list_presets()})")
+    base = output_dir / BASE_MODEL_DIR
+    if is_main_process and not (base / "config.json").exists():
+        build_preset(recipe.model, base, seed=int(recipe.training.get("seed", 42)))
+    return base
+
+
+def training_arguments(recipe: Recipe) -> TrainingArguments:
+    """`TrainingArguments` from the recipe's `training` section, with this project's defaults."""
+    settings = dict(recipe.training)
+    settings.pop("resume", None)
+    settings["output_dir"] = str(recipe.output_dir)
+    if "deepspeed" in settings and settings["deepspeed"]:
+        settings["deepspeed"] = str(recipe.resolve(settings["deepspeed"]))
+    if settings.get("bf16") == "auto":
+        settings["bf16"] = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    settings.setdefault("remove_unused_columns", False)  # samples are RegionSample objects, not dicts of columns
+    settings.setdefault("report_to", "none")
+    settings.setdefault("ddp_find_unused_parameters", False)
+    if settings.get("gradient_checkpointing"):
+        settings.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": False})
+    if not torch.cuda.is_available():
+        settings.setdefault("use_cpu", True)
+    return TrainingArguments(**settings)
+
+
+def build_dataset(recipe: Recipe, variant: str, output_dir: Path, is_main_process: bool):
+    from .data import RegionConversationDataset
+
+    data = recipe.data
+    if "synthetic" in data:
+        from .synthetic import write_synthetic_dataset
+
+        options = dict(data["synthetic"])
+        folder = output_dir / "synthetic-data"
+        path = folder / "train.json"
+        if is_main_process and not path.exists():
+            write_synthetic_dataset(folder, int(options.get("num_records", 32)), int(options.get("seed", 0)))
+        _wait_for_everyone()
+        return RegionConversationDataset(path, folder, variant=variant, skip_invalid=bool(data.get("skip_invalid")))
+    root = recipe.resolve(data.get("root", "."))
+    return RegionConversationDataset(
+        recipe.resolve(data["train"]), root, variant=variant, skip_invalid=bool(data.get("skip_invalid"))
+    )
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest `checkpoint-N` folder that was completely written (the Trainer writes `trainer_state.json` last), so
+    a run killed while saving resumes from the previous checkpoint instead of a half-written one."""
+    candidates = []
+    for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = folder.name.rsplit("-", 1)[-1]
+        if folder.is_dir() and step.isdigit():
+            candidates.append((int(step), folder))
+    for _, folder in sorted(candidates, reverse=True):
+        if (folder / "trainer_state.json").is_file():
+            return folder
+        logger.warning("skipping incomplete checkpoint %s (no trainer_state.json)", folder)
+    return None
+
+
+def _wait_for_everyone() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+@dataclass
+class TrainingResult:
+    """What `run_training` leaves behind: the trained model (peft-wrapped with LoRA), its processor, metrics and the
+    folder holding the adapter, checkpoints and the base model."""
+
+    model: Any
+    processor: Any
+    metrics: dict[str, Any]
+    output_dir: Path
+    base_model: Path
+
+
+def run_training(recipe: Recipe) -> TrainingResult:
+    """Train as the recipe says. Saves checkpoints to `output_dir/checkpoint-*` and, at the end, the adapter (or the
+    full model without LoRA) and the processor to `output_dir`."""
+    import pixelrefer_plugin  # noqa: F401  (registers the Auto classes)
+
+    from .data import RegionDataCollator
+
+    args = training_arguments(recipe)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    base = prepare_base_model(recipe, output_dir, args.process_index == 0)
+    _wait_for_everyone()
+
+    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(base, trust_remote_code=True, dtype=dtype)
+    model.config.use_cache = False
+    processor = AutoProcessor.from_pretrained(base, trust_remote_code=True)
+    if args.gradient_checkpointing:
+        model.enable_input_require_grads()
+    model = apply_lora(model, recipe.lora)
+
+    dataset = build_dataset(recipe, model.config.variant, output_dir, args.process_index == 0)
+    learning_rates = {**DEFAULT_LEARNING_RATES, **recipe.learning_rates}
+    learning_rates.setdefault("default", args.learning_rate)
+    trainer = PixelReferTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=RegionDataCollator(processor),
+        processing_class=processor,
+        learning_rates=learning_rates,
+    )
+    resume = recipe.training.get("resume", "auto")
+    checkpoint = None
+    if resume == "auto":
+        checkpoint = last_complete_checkpoint(output_dir)
+    elif resume:
+        checkpoint = recipe.resolve(resume)
+    if checkpoint:
+        logger.info("resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(output_dir)
+    metrics = dict(result.metrics)
+    trainer.log_metrics("train", metrics)
+    trainer.save_state()
+    return TrainingResult(trainer.model, processor, metrics, output_dir, base)
