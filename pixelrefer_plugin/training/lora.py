@@ -12,7 +12,9 @@ logger = logging.getLogger(__name__)
 
 # Matched with re.fullmatch against full module names: the language model's attention and MLP projections, never the
 # vision encoder (whose layers also have q_proj / k_proj ... names).
-LANGUAGE_MODEL_LORA_TARGETS = r"^model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)$"
+LANGUAGE_MODEL_LORA_TARGETS = (
+    r"^model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)$"
+)
 
 
 def default_modules_to_save(model: nn.Module) -> list[str]:
