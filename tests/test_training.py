@@ -203,3 +203,16 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert state["global_step"] == 120
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     assert steps == sorted(steps) and steps[0] == 5  # the log history continues the first run's
+
+
+def test_smoke_recipe_under_accelerate_with_gradient_checkpointing(tmp_path):
+    # `python -m accelerate.commands.launch` is the `accelerate launch` console script; the script itself cannot start
+    # where timm is installed without torchvision (CPU machines), see docs/fine-tuning.md.
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu"]
+    command += ["-m", "pixelrefer_plugin.cli", "train", str(SMOKE), "--skip-invalid"]
+    settings = ["--set", "training.max_steps=3", "--set", "training.gradient_checkpointing=true"]
+    result = run_command([*command, *settings], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    args = torch.load(tmp_path / "training_args.bin", weights_only=False)
+    assert args.gradient_checkpointing
+    assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 3

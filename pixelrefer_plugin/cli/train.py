@@ -17,6 +17,11 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value"
     )
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="skip bad training records (each is logged and counted) instead of stopping; same as data.skip_invalid",
+    )
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
     parser.set_defaults(run=run)
 
@@ -25,5 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from ..training.recipe import load_recipe, parse_overrides
     from ..training.trainer import run_training
 
-    run_training(load_recipe(args.recipe, parse_overrides(args.overrides)))
+    overrides = parse_overrides(args.overrides)
+    if args.skip_invalid:
+        overrides["data.skip_invalid"] = True
+    run_training(load_recipe(args.recipe, overrides))
     return 0
