@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from . import build, convert, data, demo, merge, presets, train
+from . import build, convert, data, demo, merge, presets, tasks_path, train
 
 COMMANDS = {
     "build": build,
@@ -16,6 +16,7 @@ COMMANDS = {
     "train": train,
     "data": data,
     "merge": merge,
+    "tasks-path": tasks_path,
     "demo": demo,
 }
 

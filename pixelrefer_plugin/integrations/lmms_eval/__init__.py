@@ -1,0 +1,1 @@
+"""lmms-eval integration: `--model pixelrefer` and region-level tasks."""

@@ -1,0 +1,134 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""Offline fixture data for the `<task>_fixture` lmms-eval tasks: synthetic scenes and clips generated in code, written
+as region documents (docs/evaluation.md) so they exercise the same task and metric code as the real benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ...demo.scenes import COLOURS, make_scene, shape_mask
+from ...prompts import LVIS, VG, videorefer_bench_q_prompt
+from ...training.synthetic import encode_rle
+
+NUM_DOCS = 8
+LETTERS = "ABCD"
+
+
+def _write_jsonl(path: Path, docs: list[dict]) -> None:
+    path.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+
+
+def _image_docs(folder: Path, name: str, seed: int) -> list[tuple[str, list]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for index in range(NUM_DOCS):
+        image, objects = make_scene(rng, size=(128, 160), num_objects=2)
+        path = folder / f"{name}_{index}.png"
+        Image.fromarray(image).save(path)
+        out.append((str(path), objects))
+    return out
+
+
+def write_category_fixture(folder: Path) -> Path:
+    """LVIS-style documents: the category (shape) of one object, answered in one word."""
+    docs = []
+    for index, (path, objects) in enumerate(_image_docs(folder, "category", seed=11)):
+        target = objects[index % len(objects)]
+        docs.append(
+            {
+                "id": f"category-{index}",
+                "image": path,
+                "video": None,
+                "regions": json.dumps([{"rle": encode_rle(target.mask)}]),
+                "prompt": {"full": LVIS.full, "lite": LVIS.for_variant("lite")},
+                "answer": target.shape,
+                "options": [],
+            }
+        )
+    _write_jsonl(folder / "category.jsonl", docs)
+    return folder / "category.jsonl"
+
+
+def write_caption_fixture(folder: Path) -> Path:
+    """VG-style documents: a short caption of a box region, with two references each."""
+    docs = []
+    for index, (path, objects) in enumerate(_image_docs(folder, "caption", seed=12)):
+        target = objects[index % len(objects)]
+        x0, y0, x1, y1 = target.box
+        docs.append(
+            {
+                "id": f"caption-{index}",
+                "image": path,
+                "video": None,
+                "regions": json.dumps([{"box": [x0, y0, x1 - x0, y1 - y0], "box_format": "xywh"}]),
+                "prompt": {"full": VG.full, "lite": VG.for_variant("lite")},
+                "answer": [f"a {target.colour} {target.shape}", f"{target.colour} {target.shape}"],
+                "options": [],
+            }
+        )
+    _write_jsonl(folder / "caption.jsonl", docs)
+    return folder / "caption.jsonl"
+
+
+def _write_clip(path: Path, frames: list[np.ndarray], fps: int = 4) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_video_choice_fixture(folder: Path) -> Path:
+    """VideoRefer-Bench-Q-style documents: which way does the marked object move? Four options, one correct."""
+    rng = np.random.default_rng(13)
+    directions = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+    docs = []
+    for index in range(NUM_DOCS):
+        direction = list(directions)[index % 4]
+        dx, dy = directions[direction]
+        colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+        frames, masks = [], []
+        for t in range(8):
+            centre = (64 + dx * 6 * t, 48 + dy * 4 * t)
+            mask = shape_mask("square", (96, 128), centre, 10)
+            frame = np.full((96, 128, 3), 235, dtype=np.uint8)
+            frame[mask] = COLOURS[colour]
+            frames.append(frame)
+            masks.append(mask)
+        path = folder / f"clip_{index}.mp4"
+        _write_clip(path, frames)
+        options = [f"({letter}) It moves {name}." for letter, name in zip(LETTERS, directions, strict=True)]
+        question = videorefer_bench_q_prompt("In which direction does <region> move?", options)
+        docs.append(
+            {
+                "id": f"motion-{index}",
+                "image": None,
+                "video": str(path),
+                "regions": json.dumps([{"rle": encode_rle(masks[4]), "frame": 4}]),
+                "prompt": {"full": "<video>\n" + question, "lite": question},
+                "answer": list(directions).index(direction),
+                "options": options,
+            }
+        )
+    _write_jsonl(folder / "video_choice.jsonl", docs)
+    return folder / "video_choice.jsonl"
+
+
+def write_fixtures(folder: str | Path) -> Path:
+    """Write every fixture data set into `folder`; returns it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_category_fixture(folder)
+    write_caption_fixture(folder)
+    write_video_choice_fixture(folder)
+    return folder

@@ -1,0 +1,110 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""Shared hooks of the PixelRefer region tasks (documents as in docs/evaluation.md).
+
+`--model pixelrefer` reads the regions from the documents and gets real masks. Any other model gets the image with
+each region outlined and numbered, and the prompt with every `<region>` replaced by the mark it should look at.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+
+from pixelrefer_plugin.integrations.lmms_eval import metrics
+from pixelrefer_plugin.visualize import describe_marks, draw_regions
+
+logger = logging.getLogger(__name__)
+
+CAPTION_METRICS = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+
+
+def load_regions(doc: dict) -> list[dict]:
+    """The document's regions (stored as JSON text, since Arrow cannot hold rows with different region kinds)."""
+    regions = doc["regions"]
+    return json.loads(regions) if isinstance(regions, str) else list(regions)
+
+
+def doc_to_visual(doc: dict) -> list:
+    """Any-model visual prompt: the image with the regions drawn on it; for videos, the video file itself."""
+    if doc.get("image"):
+        return [draw_regions(doc["image"], [r for r in load_regions(doc) if "frame" not in r]).convert("RGB")]
+    return [doc["video"]]
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    """The question. For `pixelrefer` (kwargs `region_style: tokens`) with `<region>` placeholders; for other models
+    each `<region>` becomes "region i (outlined in colour)" and scene tags are removed (the visual comes separately)."""
+    kwargs = lmms_eval_specific_kwargs or {}
+    prompt = doc["prompt"]["lite" if kwargs.get("variant") == "lite" else "full"]
+    if kwargs.get("region_style") == "tokens":
+        return prompt
+    text = prompt.replace("<video>\n", "").replace("<image>\n", "").replace("<video>", "").replace("<image>", "")
+    for mark in describe_marks(text.count("<region>")):
+        text = text.replace("<region>", mark, 1)
+    return kwargs.get("pre_prompt", "") + text + kwargs.get("post_prompt", "")
+
+
+def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
+    """Chat-model form of the same visual and text."""
+    visual = doc_to_visual(doc)[0]
+    item = {"type": "image", "url": visual} if doc.get("image") else {"type": "video", "url": visual}
+    text = {"type": "text", "text": doc_to_text(doc, lmms_eval_specific_kwargs)}
+    return [{"role": "user", "content": [item, text]}]
+
+
+def mean_percent(values: list[float]) -> float:
+    return metrics.mean_percent(values)
+
+
+# --- category recognition (LVIS / PACO): SSim and SIoU --------------------------------------------------------------
+def category_process_results(doc: dict, results: list[str]) -> dict:
+    scores = metrics.category_scores(results[0], doc["answer"])
+    return {"ssim": scores["ssim"], "siou": scores["siou"]}
+
+
+# --- region captioning (VG, RefCOCOg, HC-STVG): COCO caption metrics --------------------------------------------------
+def caption_process_results(doc: dict, results: list[str]) -> dict:
+    references = doc["answer"] if isinstance(doc["answer"], list) else [doc["answer"]]
+    entry = {"id": str(doc["id"]), "prediction": results[0], "references": references}
+    return dict.fromkeys(CAPTION_METRICS, entry)
+
+
+@lru_cache(maxsize=8)
+def _caption_scores(key: tuple) -> dict[str, float]:
+    predictions = {entry_id: prediction for entry_id, prediction, _ in key}
+    references = {entry_id: list(refs) for entry_id, _, refs in key}
+    return metrics.caption_scores(predictions, references, max_words=100)
+
+
+def _caption_metric(entries: list[dict], name: str) -> float:
+    key = tuple((e["id"], e["prediction"], tuple(e["references"])) for e in entries)
+    return _caption_scores(key)[name]
+
+
+def caption_bleu4(entries: list[dict]) -> float:
+    return _caption_metric(entries, "Bleu_4")
+
+
+def caption_meteor(entries: list[dict]) -> float:
+    return _caption_metric(entries, "METEOR")
+
+
+def caption_rouge(entries: list[dict]) -> float:
+    return _caption_metric(entries, "ROUGE_L")
+
+
+def caption_cider(entries: list[dict]) -> float:
+    return _caption_metric(entries, "CIDEr")
+
+
+# --- multiple choice (VideoRefer-Bench-Q): letters parsed, never substituted -----------------------------------------
+def choice_process_results(doc: dict, results: list[str]) -> dict:
+    choice = metrics.parse_choice(results[0], len(doc["options"]))
+    if choice is None:
+        logger.warning("document %s: no option letter in the answer %r; counted as wrong", doc["id"], results[0])
+    return {"accuracy": float(choice == doc["answer"]), "unparsed": float(choice is None)}
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0

@@ -1,0 +1,113 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""The packaged region tasks: materialised folder, fixture documents, any-model hooks, metric hooks."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from pixelrefer_plugin.cli import main as cli_main
+from pixelrefer_plugin.integrations.lmms_eval.task_dir import tasks_path
+from pixelrefer_plugin.presets import build_model_and_processor
+from pixelrefer_plugin.regions import load_image
+
+FIXTURE_TASKS = ("pixelrefer_lvis_fixture", "pixelrefer_vg_fixture", "pixelrefer_videorefer_q_fixture")
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tasks")
+    import os
+
+    previous = os.environ.get("PIXELREFER_TASKS_DIR")
+    os.environ["PIXELREFER_TASKS_DIR"] = str(root)
+    try:
+        yield tasks_path()
+    finally:
+        if previous is None:
+            os.environ.pop("PIXELREFER_TASKS_DIR")
+        else:
+            os.environ["PIXELREFER_TASKS_DIR"] = previous
+
+
+@pytest.fixture(scope="module")
+def task_utils(task_dir):
+    spec = importlib.util.spec_from_file_location("pixelrefer_task_utils", task_dir / "utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def documents(task_dir, name):
+    return [json.loads(line) for line in (task_dir / "fixtures" / f"{name}.jsonl").read_text().splitlines()]
+
+
+def test_tasks_path_materialises_yaml_and_fixtures_once(task_dir, capsys, monkeypatch):
+    for task in FIXTURE_TASKS:
+        text = (task_dir / f"{task}.yaml").read_text()
+        assert f"task: {task}" in text and "__PIXELREFER_FIXTURES__" not in text
+        assert str(task_dir / "fixtures") in text
+    marker = task_dir / ".complete"
+    stamp = marker.stat().st_mtime_ns
+    assert tasks_path() == task_dir and marker.stat().st_mtime_ns == stamp  # reused, not rewritten
+    monkeypatch.setenv("PIXELREFER_TASKS_DIR", str(task_dir.parent))
+    assert cli_main(["tasks-path"]) == 0
+    assert capsys.readouterr().out.strip() == str(task_dir)
+
+
+@pytest.mark.parametrize("name", ["category", "caption", "video_choice"])
+def test_fixture_documents_follow_the_schema_and_reach_the_processor(task_dir, task_utils, name):
+    _, processor = build_model_and_processor("pixelrefer-tiny")
+    docs = documents(task_dir, name)
+    assert len(docs) == 8 and len({doc["id"] for doc in docs}) == 8
+    for doc in docs:
+        regions = task_utils.load_regions(doc)
+        prompt = doc["prompt"]["full"]
+        assert prompt.count("<region>") == len(regions) == 1
+        if doc["image"]:
+            inputs = processor(text="<image>\n" + prompt, images=doc["image"], regions=regions)
+        else:
+            inputs = processor(text=prompt, videos=doc["video"], regions=regions)
+        assert int((inputs["input_ids"] == processor.region_token_id).sum()) > 0
+        assert "<video>" not in doc["prompt"]["lite"] and "<image>" not in doc["prompt"]["lite"]
+    if name == "video_choice":
+        assert sorted({doc["answer"] for doc in docs}) == [0, 1, 2, 3]
+
+
+def test_any_model_hooks_draw_the_region_and_name_it(task_dir, task_utils):
+    doc = documents(task_dir, "category")[0]
+    (overlay,) = task_utils.doc_to_visual(doc)
+    original = load_image(doc["image"])
+    drawn = np.asarray(overlay)
+    assert drawn.shape == original.shape and (drawn != original).any()
+    assert "<region>" not in task_utils.doc_to_text(doc) and "region 1 (outlined in red)" in task_utils.doc_to_text(
+        doc
+    )
+    assert task_utils.doc_to_text(doc, {"region_style": "tokens"}) == doc["prompt"]["full"]
+    messages = task_utils.doc_to_messages(doc)
+    assert [item["type"] for item in messages[0]["content"]] == ["image", "text"]
+    video_doc = documents(task_dir, "video_choice")[0]
+    assert task_utils.doc_to_visual(video_doc) == [video_doc["video"]]
+    assert "<video>" not in task_utils.doc_to_text(video_doc)
+
+
+def test_metric_hooks(task_dir, task_utils, caplog):
+    category = documents(task_dir, "category")[0]
+    exact = task_utils.category_process_results(category, [category["answer"]])
+    assert exact["ssim"] == pytest.approx(1.0, abs=1e-4) and exact["siou"] == 1.0
+    wrong = task_utils.category_process_results(category, ["a completely different thing"])
+    assert wrong["ssim"] < 0.9 and wrong["siou"] == 0.0
+
+    captions = documents(task_dir, "caption")[:2]
+    entries = [task_utils.caption_process_results(doc, [doc["answer"][0]])["CIDEr"] for doc in captions]
+    assert task_utils.caption_rouge(entries) == pytest.approx(1.0, abs=1e-6)  # exact captions (too short for BLEU-4)
+    wrong = [{**entry, "prediction": "nothing alike"} for entry in entries]
+    assert task_utils.caption_rouge(wrong) == 0.0
+
+    choice = documents(task_dir, "video_choice")[1]
+    letter = "ABCD"[choice["answer"]]
+    assert task_utils.choice_process_results(choice, [f"({letter}) it moves"]) == {"accuracy": 1.0, "unparsed": 0.0}
+    with caplog.at_level("WARNING"):
+        assert task_utils.choice_process_results(choice, ["I cannot tell"]) == {"accuracy": 0.0, "unparsed": 1.0}
+    assert "counted as wrong" in caplog.text
