@@ -111,3 +111,39 @@ def test_metric_hooks(task_dir, task_utils, caplog):
     with caplog.at_level("WARNING"):
         assert task_utils.choice_process_results(choice, ["I cannot tell"]) == {"accuracy": 0.0, "unparsed": 1.0}
     assert "counted as wrong" in caplog.text
+
+
+def test_osprey_records_become_region_documents(task_dir, task_utils, tmp_path, monkeypatch):
+    """The real LVIS / PACO tasks flatten Osprey's per-image records into one document per object."""
+    import datasets
+    from PIL import Image
+
+    Image.fromarray(np.zeros((40, 60, 3), dtype=np.uint8)).save(tmp_path / "000000000139.jpg")
+    records = [
+        {
+            "file_name": "000000000139.jpg",
+            "height": 40,
+            "width": 60,
+            "categories": ["dog", "dog:leg"],
+            "annotations": [
+                {"segmentation": [[10.0, 5.0, 30.0, 5.0, 30.0, 20.0, 10.0, 20.0]]},
+                {"segmentation": [[12.0, 6.0, 20.0, 6.0, 20.0, 12.0]]},
+            ],
+        }
+    ]
+    (tmp_path / "paco.json").write_text(json.dumps(records))
+    dataset = datasets.load_dataset("json", data_files=str(tmp_path / "paco.json"), split="train")
+    with pytest.raises(RuntimeError, match="PIXELREFER_COCO_ROOT"):
+        task_utils.paco_process_docs(dataset)
+    monkeypatch.setenv("PIXELREFER_COCO_ROOT", str(tmp_path))
+    docs = task_utils.paco_process_docs(dataset)
+    assert len(docs) == 2 and docs[1]["answer"] == "dog:leg"
+    assert docs[0]["image"] == str(tmp_path / "000000000139.jpg")
+    assert "subpart" in docs[0]["prompt"]["full"]
+    _, processor = build_model_and_processor("pixelrefer-tiny")
+    regions = task_utils.load_regions(docs[0])
+    inputs = processor(text="<image>\n" + docs[0]["prompt"]["full"], images=docs[0]["image"], regions=regions)
+    assert inputs["region_image_sizes"].tolist() == [[40, 60]]
+    for task in ("pixelrefer_lvis", "pixelrefer_paco"):
+        text = (task_dir / f"{task}.yaml").read_text()
+        assert "sunshine-lwt/Osprey-ValData" in text and "process_docs" in text

@@ -108,3 +108,50 @@ def choice_process_results(doc: dict, results: list[str]) -> dict:
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+# --- real data: the Osprey LVIS / PACO category sets -----------------------------------------------------------------
+COCO_ROOT_VARIABLE = "PIXELREFER_COCO_ROOT"
+
+
+def _osprey_category_docs(dataset, benchmark):
+    """Flatten Osprey records (one image: `file_name`, `categories[i]`, `annotations[i].segmentation`) into one region
+    document per object; images are read from `$PIXELREFER_COCO_ROOT/<file_name>` (COCO 2017 train + val images)."""
+    import os
+
+    from pixelrefer_plugin.prompts import PROMPTS
+
+    root = os.environ.get(COCO_ROOT_VARIABLE)
+    if not root:
+        raise RuntimeError(
+            f"set {COCO_ROOT_VARIABLE} to the folder holding the COCO 2017 images (train2017 and val2017 files "
+            f"together) to run {benchmark}"
+        )
+    prompt = PROMPTS[benchmark]
+
+    def flatten(batch):
+        out = {key: [] for key in ("id", "image", "video", "regions", "prompt", "answer", "options")}
+        for row in range(len(batch["file_name"])):
+            for index, (category, annotation) in enumerate(
+                zip(batch["categories"][row], batch["annotations"][row], strict=True)
+            ):
+                segmentation = annotation["segmentation"]
+                region = {"polygon": segmentation} if isinstance(segmentation, list) else {"rle": segmentation}
+                out["id"].append(f"{batch['file_name'][row]}#{index}")
+                out["image"].append(os.path.join(root, batch["file_name"][row]))
+                out["video"].append(None)
+                out["regions"].append(json.dumps([region]))
+                out["prompt"].append({"full": prompt.full, "lite": prompt.for_variant("lite")})
+                out["answer"].append(category)
+                out["options"].append([])
+        return out
+
+    return dataset.map(flatten, batched=True, remove_columns=dataset.column_names)
+
+
+def lvis_process_docs(dataset):
+    return _osprey_category_docs(dataset, "LVIS")
+
+
+def paco_process_docs(dataset):
+    return _osprey_category_docs(dataset, "PACO")
