@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import add_common_arguments
+from common import add_common_arguments, median_seconds, synchronize
 
 from pixelrefer_plugin.demo.scenes import make_scene
 from pixelrefer_plugin.presets import build_model_and_processor
@@ -169,32 +169,6 @@ def build_cases(
 
             cases.append(Case(source, variant, model, processor, prepare))
     return cases
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_seconds(
-    functions: list[Callable[[], object]], device: torch.device, warmup: int, repeats: int
-) -> list[float]:
-    """Median wall time of each function over `repeats` runs after `warmup` untimed runs.
-
-    The functions are run in turn within each repeat (interleaved), so a change of machine load affects all alike.
-    """
-    for _ in range(warmup):
-        for function in functions:
-            function()
-    times: list[list[float]] = [[] for _ in functions]
-    for _ in range(repeats):
-        for function, samples in zip(functions, times, strict=True):
-            synchronize(device)
-            start = time.perf_counter()
-            function()
-            synchronize(device)
-            samples.append(time.perf_counter() - start)
-    return [statistics.median(samples) for samples in times]
 
 
 @contextlib.contextmanager

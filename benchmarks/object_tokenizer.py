@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from common import add_common_arguments
+from common import add_common_arguments, median_seconds
 
 from pixelrefer_plugin.configuration_pixelrefer import PixelReferConfig
 from pixelrefer_plugin.object_tokenizer import PixelReferObjectTokenizer
@@ -130,29 +127,6 @@ def make_regions(num_regions: int, seed: int) -> RegionBatch:
         boxes=torch.tensor(boxes, dtype=torch.long),
         image_sizes=torch.tensor(image_sizes, dtype=torch.long),
     )
-
-
-def median_seconds(
-    functions: list[Callable[[], object]], device: torch.device, warmup: int, repeats: int
-) -> list[float]:
-    """Median wall time of each function over `repeats` runs after `warmup` untimed runs.
-
-    The functions are run in turn within each repeat (interleaved), so a change of machine load affects all alike.
-    """
-    for _ in range(warmup):
-        for function in functions:
-            function()
-    times: list[list[float]] = [[] for _ in functions]
-    for _ in range(repeats):
-        for function, samples in zip(functions, times, strict=True):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            function()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            samples.append(time.perf_counter() - start)
-    return [statistics.median(samples) for samples in times]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
