@@ -131,4 +131,117 @@ def write_fixtures(folder: str | Path) -> Path:
     write_category_fixture(folder)
     write_caption_fixture(folder)
     write_video_choice_fixture(folder)
+    write_ferret_fixture(folder)
+    write_videorefer_d_fixture(folder)
+    write_hc_stvg_fixture(folder)
     return folder
+
+
+# --- judged and video tasks (docs/evaluation.md, "Judged tasks") ----------------------------------------------------
+FERRET_FIXTURE_QUESTION = "What colour and shape is the object <region>?"
+
+
+def write_ferret_fixture(folder: Path) -> Path:
+    """Ferret-Bench-style documents: a question about one masked object, a reference answer ("The object is a red
+    square.") and a `context` line for the judge. Document i's target is `SHAPES[i % 3]` (square, circle, triangle,
+    ...) so tests can fix the judge's replies per shape."""
+    from ...demo.scenes import SHAPES
+
+    docs = []
+    colours = list(COLOURS)
+    for index in range(NUM_DOCS):
+        shape, colour = SHAPES[index % len(SHAPES)], colours[index % len(colours)]
+        other_shape, other_colour = SHAPES[(index + 1) % len(SHAPES)], colours[(index + 2) % len(colours)]
+        image = np.full((128, 160, 3), 245, dtype=np.uint8)
+        target = shape_mask(shape, (128, 160), (48, 64), 20)
+        other = shape_mask(other_shape, (128, 160), (118, 64), 16)
+        image[target] = COLOURS[colour]
+        image[other] = COLOURS[other_colour]
+        path = folder / f"ferret_{index}.png"
+        Image.fromarray(image).save(path)
+        docs.append(
+            {
+                "id": f"ferret-{index}",
+                "image": str(path),
+                "video": None,
+                "regions": json.dumps([{"rle": encode_rle(target)}]),
+                "prompt": {"full": FERRET_FIXTURE_QUESTION, "lite": FERRET_FIXTURE_QUESTION},
+                "answer": f"The object is a {colour} {shape}.",
+                "options": [],
+                "context": f"A {colour} {shape} on the left and a {other_colour} {other_shape} on the right.",
+            }
+        )
+    _write_jsonl(folder / "ferret.jsonl", docs)
+    return folder / "ferret.jsonl"
+
+
+MOTION_DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+
+
+def _motion_clips(folder: Path, name: str, seed: int) -> list[tuple[str, list[np.ndarray], str, str]]:
+    """`NUM_DOCS` clips of a coloured square moving left, right, up, down (clip i: direction i % 4):
+    `(path, masks per frame, colour, direction)`."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for index in range(NUM_DOCS):
+        direction = list(MOTION_DIRECTIONS)[index % 4]
+        dx, dy = MOTION_DIRECTIONS[direction]
+        colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+        frames, masks = [], []
+        for t in range(8):
+            mask = shape_mask("square", (96, 128), (64 + dx * 6 * t, 48 + dy * 4 * t), 10)
+            frame = np.full((96, 128, 3), 235, dtype=np.uint8)
+            frame[mask] = COLOURS[colour]
+            frames.append(frame)
+            masks.append(mask)
+        path = folder / f"{name}_{index}.mp4"
+        _write_clip(path, frames)
+        out.append((str(path), masks, colour, direction))
+    return out
+
+
+def _motion_docs(folder: Path, name: str, seed: int, prompt, references) -> list[dict]:
+    docs = []
+    for index, (path, masks, colour, direction) in enumerate(_motion_clips(folder, name, seed)):
+        docs.append(
+            {
+                "id": f"{name}-{index}",
+                "image": None,
+                "video": path,
+                "regions": json.dumps([{"rle": encode_rle(masks[4]), "frame": 4}]),
+                "prompt": {"full": prompt.full, "lite": prompt.for_variant("lite")},
+                "answer": references(colour, direction),
+                "options": [],
+            }
+        )
+    return docs
+
+
+def write_videorefer_d_fixture(folder: Path) -> Path:
+    """VideoRefer-Bench-D-style documents: describe the marked square; one reference description each."""
+    from ...prompts import VIDEOREFER_BENCH_D
+
+    docs = _motion_docs(
+        folder,
+        "videorefer_d",
+        14,
+        VIDEOREFER_BENCH_D,
+        lambda colour, direction: f"A {colour} square moves steadily {direction} across a light grey background.",
+    )
+    _write_jsonl(folder / "videorefer_d.jsonl", docs)
+    return folder / "videorefer_d.jsonl"
+
+
+def write_hc_stvg_fixture(folder: Path) -> Path:
+    """HC-STVG-style documents: a one-sentence caption of the marked square; two references each."""
+    from ...prompts import HC_STVG
+
+    docs = _motion_docs(
+        folder,
+        "hc_stvg",
+        15,
+        HC_STVG,
+        lambda colour, direction: [f"a {colour} square moving {direction}", f"the {colour} square moves {direction}"],
+    )
+    _write_jsonl(folder / "hc_stvg.jsonl", docs)
+    return folder / "hc_stvg.jsonl"
