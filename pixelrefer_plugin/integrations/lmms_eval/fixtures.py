@@ -134,6 +134,7 @@ def write_fixtures(folder: str | Path) -> Path:
     write_ferret_fixture(folder)
     write_videorefer_d_fixture(folder)
     write_hc_stvg_fixture(folder)
+    write_dlc_bench_fixture(folder)
     return folder
 
 
@@ -245,3 +246,88 @@ def write_hc_stvg_fixture(folder: Path) -> Path:
     )
     _write_jsonl(folder / "hc_stvg.jsonl", docs)
     return folder / "hc_stvg.jsonl"
+
+
+# --- DLC-Bench (docs/evaluation.md, "DLC-Bench") --------------------------------------------------------------------
+def dlc_fixture_questions(shape: str, colour: str, side: str) -> dict:
+    """The `dlc_questions` of one fixture object: recognition, two positive questions (colour, side), one negative
+    (a pattern the flat shapes never have). Each option's score is named by `score_index` (value -> option index)."""
+    other = "right" if side == "left" else "left"
+    return {
+        "recognition": {
+            "question": f"Does the description identify the object as a {shape}?",
+            "options": [f"Yes, it is described as a {shape}", "No, it is described as something else"],
+            "score_index": {"1": 0, "0": 1},
+        },
+        "positive": [
+            {
+                "question": f"How does the description describe the colour of the {shape}?",
+                "options": [
+                    f"It says the {shape} is {colour}",
+                    f"It says the {shape} is partly or roughly {colour}",
+                    "It does not mention the colour",
+                    f"It gives a colour other than {colour}",
+                ],
+                "score_index": {"1": 0, "0.5": 1, "0": 2, "-1": 3},
+            },
+            {
+                "question": f"How does the description describe where the {shape} is in the image?",
+                "options": [
+                    f"It says the {shape} is on the {side} side",
+                    f"It says the {shape} is near the {side} side or in the middle",
+                    "It does not mention where it is",
+                    f"It says the {shape} is on the {other} side",
+                ],
+                "score_index": {"1": 0, "0.5": 1, "0": 2, "-1": 3},
+            },
+        ],
+        "negative": [
+            {
+                "question": f"Does the description say that the {shape} has a pattern or texture?",
+                "options": [
+                    "No, it does not mention a pattern, or it says the surface is plain",
+                    "It vaguely suggests some texture",
+                    f"Yes, it says the {shape} is striped, dotted, textured or patterned",
+                ],
+                "score_index": {"1": 0, "0": 1, "-1": 2},
+            }
+        ],
+    }
+
+
+def write_dlc_bench_fixture(folder: Path) -> Path:
+    """DLC-Bench-style documents: describe one masked shape in detail; judge questions in `dlc_questions` (JSON
+    text). Document i's target is a `SHAPES[i % 3]` (square, circle, triangle, ...) drawn by `make_scene`, so tests
+    can fix the judge's replies per shape."""
+    from ...demo.scenes import SHAPES
+    from ...prompts import DLC_BENCH
+
+    rng = np.random.default_rng(16)
+    size = (128, 160)
+    docs = []
+    for index in range(NUM_DOCS):
+        shape = SHAPES[index % len(SHAPES)]
+        while True:
+            image, objects = make_scene(rng, size=size, num_objects=2)
+            targets = [obj for obj in objects if obj.shape == shape]
+            if targets:
+                break
+        target = targets[0]
+        x0, _, x1, _ = target.box
+        side = "left" if (x0 + x1) / 2 < size[1] / 2 else "right"
+        path = folder / f"dlc_bench_{index}.png"
+        Image.fromarray(image).save(path)
+        docs.append(
+            {
+                "id": f"dlc-{index}",
+                "image": str(path),
+                "video": None,
+                "regions": json.dumps([{"rle": encode_rle(target.mask)}]),
+                "prompt": {"full": DLC_BENCH.full, "lite": DLC_BENCH.for_variant("lite")},
+                "answer": f"A {target.colour} {shape} on the {side} side of the image.",
+                "options": [],
+                "dlc_questions": json.dumps(dlc_fixture_questions(shape, target.colour, side)),
+            }
+        )
+    _write_jsonl(folder / "dlc_bench.jsonl", docs)
+    return folder / "dlc_bench.jsonl"

@@ -1,0 +1,254 @@
+# Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+"""The DLC-Bench fixture task, run in-process through lmms-eval with the tiny PixelRefer checkpoint.
+
+The paid LLM judge is FAKED: a real OpenAI-compatible HTTP server on 127.0.0.1 (in a thread) returns canned replies
+chosen from the question text in each judge prompt. The tests check the plumbing (judge configuration, text-only
+requests, option parsing, the recognition cap, unparsed replies, aggregation, recorded judge settings), never a real
+judged score; the expected metric values are computed by hand from the canned replies.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from pixelrefer_plugin.integrations.lmms_eval.judge import JudgeNotConfiguredError
+from pixelrefer_plugin.integrations.lmms_eval.task_dir import tasks_path
+
+pytestmark = pytest.mark.timeout(300)
+
+TASK = "pixelrefer_dlc_bench_fixture"
+JUDGE_VARS = (
+    "PIXELREFER_JUDGE_BASE_URL",
+    "PIXELREFER_JUDGE_MODEL",
+    "PIXELREFER_JUDGE_API_KEY",
+    "PIXELREFER_JUDGE_TEMPERATURE",
+    "OPENAI_API_KEY",
+)
+JUDGE_MODEL = "fake-dlc-judge"
+JUDGE_TEMPERATURE = 0.2
+
+# Canned (fake) judge replies, keyed by (question kind, target shape). Fixture documents 0..3 target a square, circle,
+# triangle and square. Option scores: recognition A = 1, B = 0; positive A/B/C/D = 1/0.5/0/-1; negative A/B/C = 1/0/-1.
+REPLIES = {
+    ("recognition", "square"): "A",
+    ("recognition", "circle"): "Answer: A",
+    ("recognition", "triangle"): "B",  # wrong recognition: the triangle's 3 other questions are capped at 0, not asked
+    ("colour", "square"): "A",  # 1
+    ("colour", "circle"): "(B)",  # 0.5
+    ("where", "square"): "D",  # -1
+    ("where", "circle"): "Cannot tell from the description.",  # unparsable: counted, left out
+    ("pattern", "square"): "A.",  # 1
+    ("pattern", "circle"): "C",  # -1
+}
+# Pos: square 1, -1 (x2 documents), circle 0.5 (the other unparsed), triangle 0, 0 (capped) -> 0.5 / 7
+# Neg: square 1 (x2), circle -1, triangle 0 (capped) -> 1 / 4
+POS = 100 * 0.5 / 7
+NEG = 100 * 1 / 4
+EXPECTED = {
+    "Pos,none": POS,
+    "Neg,none": NEG,
+    "Avg,none": (POS + NEG) / 2,
+    "recognition,none": 75.0,  # 3 of 4 recognised
+    "judge_temperature,none": JUDGE_TEMPERATURE,
+    "judge_unparsed,none": 1 / 13,  # 4 + 4 + 1 + 4 questions asked, one reply unparsable
+}
+KINDS = {"identify the object as": "recognition", "colour of": "colour", "where the": "where", "pattern": "pattern"}
+
+
+def canned_reply(user: str) -> str:
+    """The fake judge's answer to one judge prompt, chosen from its question."""
+    match = re.search(r"Question:\n(.*?)\n", user)
+    if match is None:
+        return "unexpected prompt"
+    question = match.group(1)
+    kind = next(kind for key, kind in KINDS.items() if key in question)
+    shape = next(shape for shape in ("square", "circle", "triangle") if shape in question)
+    return REPLIES[kind, shape]
+
+
+class FakeJudgeServer:
+    """A real HTTP server on 127.0.0.1 speaking OpenAI chat completions, with canned (fake) judge replies."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                server.requests.append(body)
+                reply = canned_reply(body["messages"][-1]["content"])
+                payload = {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body.get("model"),
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server API
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIXELREFER_TASKS_DIR", str(tmp_path_factory.mktemp("tasks")))
+        yield tasks_path()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint (each run gets its own wrapper: lmms-eval's clean() releases the model after a run)."""
+    from pixelrefer_plugin.presets import build_preset
+
+    return Path(build_preset("pixelrefer-tiny", tmp_path_factory.mktemp("tiny") / "ckpt"))
+
+
+@pytest.fixture(scope="module")
+def dlc_utils(task_dir: Path) -> ModuleType:
+    """The materialised hook module, loaded by file path as lmms-eval does."""
+    spec = importlib.util.spec_from_file_location("pixelrefer_dlc_utils", task_dir / "dlc_utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in JUDGE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return monkeypatch
+
+
+@pytest.fixture
+def judge_server(clean_env: pytest.MonkeyPatch) -> Iterator[FakeJudgeServer]:
+    clean_env.setenv("NO_PROXY", "127.0.0.1,localhost")
+    clean_env.setenv("no_proxy", "127.0.0.1,localhost")
+    server = FakeJudgeServer()
+    server.thread.start()
+    clean_env.setenv("PIXELREFER_JUDGE_BASE_URL", server.base_url)
+    clean_env.setenv("PIXELREFER_JUDGE_MODEL", JUDGE_MODEL)
+    clean_env.setenv("PIXELREFER_JUDGE_TEMPERATURE", str(JUDGE_TEMPERATURE))
+    clean_env.setenv("PIXELREFER_JUDGE_TIMEOUT", "10")
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+        server.thread.join(timeout=5)
+
+
+def evaluate(task_dir: Path, checkpoint: Path, limit: int = 4) -> dict:
+    from lmms_eval import evaluator
+    from lmms_eval.tasks import TaskManager
+
+    from pixelrefer_plugin.integrations.lmms_eval.model import PixelReferChat
+
+    model = PixelReferChat(pretrained=str(checkpoint), device="cpu", batch_size=4)
+    manager = TaskManager("WARNING", include_path=str(task_dir), include_defaults=False, model_name="pixelrefer")
+    return evaluator.simple_evaluate(model=model, tasks=[TASK], task_manager=manager, limit=limit, log_samples=True)
+
+
+def documents(task_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (task_dir / "fixtures" / "dlc_bench.jsonl").read_text().splitlines()]
+
+
+def test_fixture_documents(task_dir: Path, dlc_utils: ModuleType) -> None:
+    docs = documents(task_dir)
+    assert len(docs) == 8
+    assert [doc["answer"].split()[2] for doc in docs[:4]] == ["square", "circle", "triangle", "square"]
+    for doc in docs:
+        assert Path(doc["image"]).exists() and doc["video"] is None and "<region>" in doc["prompt"]["full"]
+        questions = json.loads(doc["dlc_questions"])
+        assert len(questions["positive"]) == 2 and len(questions["negative"]) == 1
+        assert dlc_utils.option_scores(questions["recognition"]) == [1.0, 0.0]
+        assert [dlc_utils.option_scores(q) for q in questions["positive"]] == [[1.0, 0.5, 0.0, -1.0]] * 2
+        assert dlc_utils.option_scores(questions["negative"][0]) == [1.0, 0.0, -1.0]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [("B", 1), ("(C)", 2), ("A. It is red", 0), ("Answer: D", 3), ("The answer is (B).", 1), ("E", None),
+     ("I cannot tell", None), ("Cannot tell from the description.", None), ("", None)],
+)  # fmt: skip
+def test_parse_choice(dlc_utils: ModuleType, reply: str, expected: int | None) -> None:
+    assert dlc_utils.parse_choice(reply, 4) == expected
+
+
+def test_dlc_fixture_task(task_dir: Path, model: Path, judge_server: FakeJudgeServer) -> None:
+    results = evaluate(task_dir, model)
+    metrics = results["results"][TASK]
+    for key, expected in EXPECTED.items():
+        assert isinstance(metrics[key], float) and math.isclose(metrics[key], expected, rel_tol=1e-9), (key, metrics)
+    # recognition cap: the triangle (document 2) gets one request only
+    assert len(judge_server.requests) == 13
+    assert {r["model"] for r in judge_server.requests} == {JUDGE_MODEL}
+    assert {r["temperature"] for r in judge_server.requests} == {JUDGE_TEMPERATURE}
+    for request in judge_server.requests:  # text-only judge: plain-string messages, no image, no region tag
+        assert all(isinstance(message["content"], str) for message in request["messages"])
+        assert "<region>" not in request["messages"][-1]["content"]
+    samples = sorted(results["samples"][TASK], key=lambda sample: sample["doc_id"])
+    entries = [sample["Pos"] for sample in samples]
+    assert entries[0]["judge"] == {
+        "judge_model": JUDGE_MODEL,
+        "judge_temperature": JUDGE_TEMPERATURE,
+        "judge_base_url": judge_server.base_url,
+    }
+    predictions = {entry["prediction"] for entry in entries}
+    for request in judge_server.requests:  # the judge reads the model's description, and nothing about the image
+        description = re.search(r"Description:\n(.*?)\n\nQuestion:", request["messages"][-1]["content"], re.S)
+        assert description is not None and description.group(1) in predictions
+    triangle = entries[2]["answers"]
+    assert [a["asked"] for a in triangle] == [True, False, False, False]
+    assert [a["score"] for a in triangle] == [0.0, 0.0, 0.0, 0.0]
+    unparsed = entries[1]["answers"][2]
+    assert unparsed["asked"] and unparsed["choice"] is None and unparsed["score"] is None
+    assert unparsed["reply"] == REPLIES["where", "circle"]
+
+
+def test_dlc_without_judge_fails_naming_the_variables(
+    task_dir: Path, model: Path, dlc_utils: ModuleType, clean_env: pytest.MonkeyPatch
+) -> None:
+    """The hook raises JudgeNotConfiguredError; through lmms-eval the task fails at load (before inference), wrapped
+    by lmms-eval's tenacity retry in a RetryError whose last attempt raised it."""
+    import tenacity
+
+    doc = documents(task_dir)[0]
+    with pytest.raises(JudgeNotConfiguredError) as info:
+        dlc_utils.dlc_process_results(doc, ["a yellow square"])
+    for name in ("PIXELREFER_JUDGE_MODEL", "PIXELREFER_JUDGE_BASE_URL", "PIXELREFER_JUDGE_API_KEY"):
+        assert name in str(info.value)
+    with pytest.raises((JudgeNotConfiguredError, tenacity.RetryError)) as info:
+        evaluate(task_dir, model, limit=1)
+    error = info.value if isinstance(info.value, JudgeNotConfiguredError) else info.value.last_attempt.exception()
+    assert isinstance(error, JudgeNotConfiguredError) and "PIXELREFER_JUDGE_MODEL" in str(error)
