@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fake_judge import FakeJudgeServer
 
 from pixelrefer_plugin.integrations.lmms_eval.judge import JudgeNotConfiguredError
 from pixelrefer_plugin.integrations.lmms_eval.task_dir import tasks_path
@@ -77,47 +75,6 @@ def canned_reply(user: str) -> str:
     return "unexpected prompt"
 
 
-class FakeJudgeServer:
-    """A real HTTP server on 127.0.0.1 speaking OpenAI chat completions, with canned (fake) judge replies."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                server.requests.append(body)
-                reply = canned_reply(body["messages"][-1]["content"])
-                payload = {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body.get("model"),
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
-                    ],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                }
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server API
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-
 @pytest.fixture(scope="module")
 def task_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
@@ -145,7 +102,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def judge_server(clean_env: pytest.MonkeyPatch) -> Iterator[FakeJudgeServer]:
     clean_env.setenv("NO_PROXY", "127.0.0.1,localhost")
     clean_env.setenv("no_proxy", "127.0.0.1,localhost")
-    server = FakeJudgeServer()
+    server = FakeJudgeServer(canned_reply)
     server.thread.start()
     clean_env.setenv("PIXELREFER_JUDGE_BASE_URL", server.base_url)
     clean_env.setenv("PIXELREFER_JUDGE_MODEL", JUDGE_MODEL)
