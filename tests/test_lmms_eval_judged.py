@@ -102,18 +102,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def judge_server(clean_env: pytest.MonkeyPatch) -> Iterator[FakeJudgeServer]:
     clean_env.setenv("NO_PROXY", "127.0.0.1,localhost")
     clean_env.setenv("no_proxy", "127.0.0.1,localhost")
-    server = FakeJudgeServer(canned_reply)
-    server.thread.start()
-    clean_env.setenv("PIXELREFER_JUDGE_BASE_URL", server.base_url)
-    clean_env.setenv("PIXELREFER_JUDGE_MODEL", JUDGE_MODEL)
-    clean_env.setenv("PIXELREFER_JUDGE_TEMPERATURE", str(JUDGE_TEMPERATURE))
-    clean_env.setenv("PIXELREFER_JUDGE_TIMEOUT", "10")
-    try:
+    with FakeJudgeServer(canned_reply).running() as server:
+        clean_env.setenv("PIXELREFER_JUDGE_BASE_URL", server.base_url)
+        clean_env.setenv("PIXELREFER_JUDGE_MODEL", JUDGE_MODEL)
+        clean_env.setenv("PIXELREFER_JUDGE_TEMPERATURE", str(JUDGE_TEMPERATURE))
+        clean_env.setenv("PIXELREFER_JUDGE_TIMEOUT", "10")
         yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
-        server.thread.join(timeout=5)
 
 
 def evaluate(task_dir: Path, checkpoint: Path, task: str, limit: int = 4) -> dict:
