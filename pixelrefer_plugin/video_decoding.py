@@ -1,14 +1,18 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""Video inputs: decoding files (PyAV; decord when installed), sampling frames, and frame lookup for regions.
+"""Video inputs: decoding files (PyAV or decord), sampling frames, and frame lookup for regions.
 
 A video reaches the processor as a file path, or as a dict of already-decoded frames:
 `{"frames": (T, H, W, 3) array or list of frames, "timestamps": [seconds, ...], "frame_indices": [...] (optional)}`.
 Region frame numbers always refer to the video's own frame numbering (`frame_indices`, default `0..T-1`).
+
+Files are decoded by the backend named in the `PIXELREFER_VIDEO_BACKEND` environment variable: `auto` (default:
+decord when it can be imported, else PyAV), `pyav` or `decord`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +67,36 @@ def sample_frame_indices(num_frames: int, video_fps: float, fps: float, max_fram
     return indices
 
 
+VIDEO_BACKEND_ENV = "PIXELREFER_VIDEO_BACKEND"
+VIDEO_BACKENDS = ("auto", "pyav", "decord")
+
+
+def video_backend() -> str:
+    """The decoder that reads video files, `"pyav"` or `"decord"`, as chosen by `PIXELREFER_VIDEO_BACKEND`.
+
+    Raises:
+        VideoInputError: the variable holds an unknown value, or asks for decord when it cannot be imported.
+    """
+    raw = os.environ.get(VIDEO_BACKEND_ENV, "auto")
+    value = raw.strip().lower() or "auto"
+    if value not in VIDEO_BACKENDS:
+        raise VideoInputError(
+            f"{VIDEO_BACKEND_ENV}={raw!r} is not a video backend; expected one of {', '.join(VIDEO_BACKENDS)}"
+        )
+    if value == "pyav":
+        return "pyav"
+    try:
+        import decord  # noqa: F401
+    except ImportError as error:
+        if value == "decord":
+            raise VideoInputError(
+                f"{VIDEO_BACKEND_ENV}={raw!r} asks for decord, which cannot be imported ({error}); install decord, "
+                "or set the variable to 'auto' or 'pyav'"
+            ) from None
+        return "pyav"
+    return "decord"
+
+
 def _decode_with_decord(path: str, indices: list[int]) -> tuple[dict[int, np.ndarray], float, int]:
     import decord
 
@@ -95,12 +129,10 @@ def _decode_with_pyav(path: str, indices: list[int] | None) -> tuple[dict[int, n
 
 
 def probe_video(path: str) -> tuple[float, int]:
-    """`(fps, number of frames)` of a video file, from its container (decord when installed, else PyAV)."""
-    try:
+    """`(fps, number of frames)` of a video file, from its container, read by the [`video_backend`]."""
+    if video_backend() == "decord":
         import decord
-    except ImportError:
-        decord = None
-    if decord is not None:
+
         reader = decord.VideoReader(path, num_threads=1)
         return float(reader.get_avg_fps()), len(reader)
     import av
@@ -128,6 +160,7 @@ def read_video_file(
     if not Path(path).is_file():
         raise VideoInputError(f"video file {path!r} does not exist", sample_index, video_index)
     try:
+        backend = video_backend()
         video_fps, total = probe_video(path)
         if total == 0:
             raise VideoInputError(f"video file {path!r} holds no frame", sample_index, video_index)
@@ -142,10 +175,8 @@ def read_video_file(
                     video_index,
                 )
         wanted = sorted(set(sampled) | set(region_frames))
-        try:
-            frames, _, _ = _decode_with_decord(path, wanted)
-        except ImportError:
-            frames, _, _ = _decode_with_pyav(path, wanted)
+        decode = _decode_with_decord if backend == "decord" else _decode_with_pyav
+        frames, _, _ = decode(path, wanted)
     except VideoInputError:
         raise
     except Exception as error:  # PyAV / decord raise many types for unreadable files

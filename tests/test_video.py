@@ -3,6 +3,7 @@
 
 import copy
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from conftest import user_prompt
 from video_fixtures import RED, moving_square, read_all_frames, video_prompt, write_video
 
-from pixelrefer_plugin import PixelReferInputError, RegionInputError
+from pixelrefer_plugin import PixelReferInputError, RegionInputError, video_decoding
 from pixelrefer_plugin.presets import build_model_and_processor
 from pixelrefer_plugin.video_decoding import VideoInputError, load_video
 
@@ -371,3 +372,105 @@ def test_video_placeholder_count_must_match(tiny_processor, prompt, found):
     expected = f"text[sample 0]: the prompt holds {found} <video> placeholder(s) but 1 video(s) were given"
     with pytest.raises(PixelReferInputError, match=re.escape(expected)):
         tiny_processor(text=prompt, videos=video, regions=[{"mask": square.mask(0), "frame": 0}])
+
+
+# ---------------------------------------------------------------------------------------------- decoder backends
+
+
+@pytest.mark.parametrize("name", ["long", "short"])
+def test_decord_and_pyav_decode_the_same_frames(videos, monkeypatch, name):
+    """Same frame count, fps, sampled numbers and timestamps; pixels within ±2 per channel.
+
+    Both decoders run ffmpeg's H.264 decoder (bit-exact by the standard) and convert YUV 4:2:0 to RGB with swscale;
+    here the pixels come out identical, but decord bundles its own ffmpeg build, whose conversion may round
+    differently, hence the small tolerance. Frame identity is checked against the written frames as well.
+    """
+    pytest.importorskip("decord")
+    path, square = videos[name]
+    clips, probes = {}, {}
+    for backend in ("pyav", "decord"):
+        monkeypatch.setenv(video_decoding.VIDEO_BACKEND_ENV, backend)
+        assert video_decoding.video_backend() == backend
+        probes[backend] = video_decoding.probe_video(str(path))
+        clips[backend] = load_video(path, [1, 5], sample_scene=True, fps=2.0, max_frames=180)
+    assert probes["pyav"] == probes["decord"] == (float(FPS), len(square.frames))
+    pyav, decord = clips["pyav"], clips["decord"]
+    assert pyav.frame_indices == decord.frame_indices == list(range(0, len(square.frames), 2))
+    assert pyav.timestamps == decord.timestamps
+    assert pyav.region_timestamps == decord.region_timestamps
+    assert sorted(pyav.region_frames) == sorted(decord.region_frames) == [1, 5]
+    assert pyav.frames.shape == decord.frames.shape and decord.frames.dtype == np.uint8
+    np.testing.assert_allclose(decord.frames.astype(int), pyav.frames.astype(int), atol=2, rtol=0)
+    for number in (1, 5):
+        np.testing.assert_allclose(
+            decord.region_frames[number].astype(int), pyav.region_frames[number].astype(int), atol=2, rtol=0
+        )
+    for number, frame in [*zip(decord.frame_indices, decord.frames, strict=True), *decord.region_frames.items()]:
+        assert_is_frame(frame, square, number)
+
+
+def _record_decoders(monkeypatch) -> list[str]:
+    """Wrap both decoders so that each call appends its backend's name to the returned list."""
+    calls = []
+    for backend in ("pyav", "decord"):
+        original = getattr(video_decoding, f"_decode_with_{backend}")
+
+        def spy(path, indices, _original=original, _backend=backend):
+            calls.append(_backend)
+            return _original(path, indices)
+
+        monkeypatch.setattr(video_decoding, f"_decode_with_{backend}", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "value, decord_importable, expected",
+    [
+        (None, True, "decord"),
+        ("auto", True, "decord"),
+        ("", True, "decord"),
+        ("pyav", True, "pyav"),
+        (" PyAV ", True, "pyav"),
+        ("decord", True, "decord"),
+        (None, False, "pyav"),
+        ("auto", False, "pyav"),
+        ("pyav", False, "pyav"),
+    ],
+)
+def test_backend_switch_selects_the_decoder(videos, monkeypatch, value, decord_importable, expected):
+    if decord_importable:
+        pytest.importorskip("decord")
+    else:
+        monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` raises ImportError
+    if value is None:
+        monkeypatch.delenv(video_decoding.VIDEO_BACKEND_ENV, raising=False)
+    else:
+        monkeypatch.setenv(video_decoding.VIDEO_BACKEND_ENV, value)
+    calls = _record_decoders(monkeypatch)
+    path, square = videos["long"]
+    assert video_decoding.video_backend() == expected
+    clip = load_video(path, [3], sample_scene=False, fps=1.0, max_frames=180)
+    assert calls == [expected]
+    assert_is_frame(clip.region_frames[3], square, 3)
+
+
+@pytest.mark.parametrize("value", ["ffmpeg", "torchvision", "decord2"])
+def test_unknown_backend_is_refused(videos, monkeypatch, value):
+    monkeypatch.setenv(video_decoding.VIDEO_BACKEND_ENV, value)
+    expected = f"videos: PIXELREFER_VIDEO_BACKEND={value!r} is not a video backend; expected one of auto, pyav, decord"
+    with pytest.raises(VideoInputError, match=re.escape(expected)):
+        video_decoding.video_backend()
+    with pytest.raises(ValueError, match=re.escape(expected)):  # unchanged through the file reader
+        load_video(videos["long"][0], [0], sample_scene=False, fps=1.0, max_frames=180)
+
+
+def test_decord_backend_without_decord_is_refused(videos, monkeypatch):
+    monkeypatch.setitem(sys.modules, "decord", None)
+    monkeypatch.setenv(video_decoding.VIDEO_BACKEND_ENV, "decord")
+    pattern = (
+        r"^videos: PIXELREFER_VIDEO_BACKEND='decord' asks for decord, which cannot be imported .*'auto' or 'pyav'"
+    )
+    with pytest.raises(VideoInputError, match=pattern):
+        load_video(videos["long"][0], [0], sample_scene=False, fps=1.0, max_frames=180)
+    with pytest.raises(VideoInputError, match=pattern):
+        video_decoding.probe_video(str(videos["long"][0]))
