@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from . import build, convert, data, demo, merge, presets, tasks_path, train
+from . import build, convert, data, demo, describe, merge, presets, tasks_path, train
 
 COMMANDS = {
     "build": build,
@@ -18,6 +18,7 @@ COMMANDS = {
     "merge": merge,
     "tasks-path": tasks_path,
     "demo": demo,
+    "describe": describe,
 }
 
 
