@@ -1,20 +1,30 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
 """Shared hooks of the PixelRefer region tasks (documents as in docs/evaluation.md).
 
-`--model pixelrefer` reads the regions from the documents and gets real masks. Any other model gets the image with
-each region outlined and numbered, and the prompt with every `<region>` replaced by the mark it should look at.
+`--model pixelrefer` reads the regions from the documents and gets real masks. Any other model gets the image (or a
+copy of the video) with each region outlined and numbered, and the prompt with every `<region>` replaced by the mark
+it should look at.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
 
 from pixelrefer_plugin.integrations.lmms_eval import metrics
-from pixelrefer_plugin.visualize import describe_marks, draw_regions
+from pixelrefer_plugin.visualize import COLOURS, describe_marks, draw_regions
 
 logger = logging.getLogger(__name__)
+
+# Overlay copies of the task videos, written once next to this module (the materialised task folder).
+VIDEO_OVERLAY_CACHE = Path(__file__).resolve().parent / "cache" / "video_overlays"
+_OVERLAY_VERSION = 1  # part of the cache key: bump when the drawing or the encoding changes
 
 CAPTION_METRICS = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 
@@ -26,10 +36,100 @@ def load_regions(doc: dict) -> list[dict]:
 
 
 def doc_to_visual(doc: dict) -> list:
-    """Any-model visual prompt: the image with the regions drawn on it; for videos, the video file itself."""
+    """Any-model visual prompt: the image with the regions drawn on it; for videos, the path of a copy of the video
+    whose annotated frames have the regions drawn on them ([`video_overlay`])."""
     if doc.get("image"):
         return [draw_regions(doc["image"], [r for r in load_regions(doc) if "frame" not in r]).convert("RGB")]
-    return [doc["video"]]
+    return [video_overlay(doc["video"], load_regions(doc))]
+
+
+def regions_by_frame(regions: list[dict]) -> dict[int, list[tuple[int, dict]]]:
+    """Frame number -> `[(region index, region on that frame), ...]` for video regions: `{"frame": N, ...}` (full)
+    and `{"frames": {N: {...}, ...}}` (Lite, JSON keys as text). Regions with neither lie on no frame."""
+    placed: dict[int, list[tuple[int, dict]]] = {}
+    for index, region in enumerate(regions):
+        if "frames" in region:
+            for frame, on_frame in region["frames"].items():
+                placed.setdefault(int(frame), []).append((index, dict(on_frame)))
+        elif "frame" in region:
+            shape = {key: value for key, value in region.items() if key not in ("frame", "video")}
+            placed.setdefault(int(region["frame"]), []).append((index, shape))
+    return placed
+
+
+def _draw_on_frame(frame: np.ndarray, placed: list[tuple[int, dict]]) -> np.ndarray:
+    """`frame` with each `(index, region)` outlined and numbered as `draw_regions` draws region `index`.
+
+    `draw_regions` colours regions by list position, and a frame may lack lower-numbered regions (Lite regions lie on
+    frames of their own). So each region is drawn alone by `draw_regions` on a black canvas, in the first colour (pure
+    red), and composited onto the frame in its own colour: a drawn pixel `(255, v, v)` (outline, label box, or label
+    text anti-aliased onto the box) is white at weight `v / 255` over that colour, exactly what `draw_regions` would
+    draw for the region at position `index`.
+    """
+    assert COLOURS[0] == (255, 0, 0), "the compositing below reads weights off a pure-red drawing"
+    out = frame.astype(np.float32)
+    for index, region in placed:
+        canvas = draw_regions(np.zeros_like(frame), [region], labels=[str(index + 1)])
+        canvas = np.asarray(canvas.convert("RGB"), dtype=np.float32)
+        drawn = canvas[..., 0] == 255
+        white = canvas[drawn][:, 1:2] / 255
+        out[drawn] = white * 255 + (1 - white) * np.asarray(COLOURS[index % len(COLOURS)], dtype=np.float32)
+    return out.round().astype(np.uint8)
+
+
+def video_overlay(video: str, regions: list[dict], cache: str | Path | None = None) -> str:
+    """Path of a copy of `video` with each region outlined (and numbered) on the frame(s) it lies on.
+
+    Every frame is kept, in order and at the source's frame rate, so frame numbers mean the same in the copy; frames
+    without a region are re-encoded unchanged (H.264, 4:4:4 chroma, CRF 18, so thin outlines keep their colour). The
+    copy is written once under `cache` (default `cache/video_overlays/` in the task folder), named by a hash of the
+    video's path, size and modification time and of the regions. A video with no frame-placed region is returned
+    as it is.
+    """
+    import av
+
+    placed = regions_by_frame(regions)
+    if not placed:
+        return video
+    source = Path(video).resolve()
+    stat = source.stat()
+    key = json.dumps(
+        [_OVERLAY_VERSION, str(source), stat.st_size, stat.st_mtime_ns, regions], sort_keys=True, default=str
+    )
+    folder = Path(cache) if cache is not None else VIDEO_OVERLAY_CACHE
+    target = folder / f"{source.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.mp4"
+    if target.is_file():
+        return str(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.stem}.{os.getpid()}.partial.mp4")
+    drawn_frames = set()
+    with av.open(str(source)) as reader, av.open(str(partial), "w") as writer:
+        if not reader.streams.video:
+            raise ValueError(f"video file {video!r} has no video stream")
+        stream = reader.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or 25
+        out = writer.add_stream("libx264", rate=rate)
+        out.height, out.width = stream.codec_context.height, stream.codec_context.width
+        out.pix_fmt = "yuv444p"
+        out.options = {"crf": "18"}
+        for number, frame in enumerate(reader.decode(stream)):
+            if number in placed:
+                pixels = _draw_on_frame(frame.to_ndarray(format="rgb24"), placed[number])
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+                drawn_frames.add(number)
+            else:
+                frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            for packet in out.encode(frame):
+                writer.mux(packet)
+        for packet in out.encode():
+            writer.mux(packet)
+    missing = sorted(set(placed) - drawn_frames)
+    if missing:
+        partial.unlink(missing_ok=True)
+        raise ValueError(f"video file {video!r} has no frame(s) {missing}, which the document's regions lie on")
+    partial.replace(target)
+    logger.info("wrote the region overlay of %s to %s", video, target)
+    return str(target)
 
 
 def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
