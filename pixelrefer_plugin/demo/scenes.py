@@ -24,6 +24,11 @@ class SceneObject:
     mask: np.ndarray  # (H, W) bool
 
     @property
+    def area(self) -> int:
+        """Number of pixels of the mask."""
+        return int(self.mask.sum())
+
+    @property
     def box(self) -> list[int]:
         """Tight `[x0, y0, x1, y1]` box (x1, y1 exclusive)."""
         rows, cols = np.flatnonzero(self.mask.any(1)), np.flatnonzero(self.mask.any(0))

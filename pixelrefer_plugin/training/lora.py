@@ -31,14 +31,20 @@ def apply_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
     """Wrap `model` with peft LoRA as the recipe's `lora` section says; returns the model to train.
 
     With `enabled: false` every language-model weight is trained (plus the modules to save) and the vision encoder
-    stays frozen; the model is returned unwrapped.
+    stays frozen unless `train_vision_encoder: true` (for a random-init base such as the demo's); the model is
+    returned unwrapped.
     """
     modules_to_save = list(lora.get("modules_to_save") or default_modules_to_save(model))
     if not lora.get("enabled", True):
+        train_vision = bool(lora.get("train_vision_encoder", False))
         for name, parameter in model.named_parameters():
-            parameter.requires_grad = not name.startswith("model.vision_model.")
-        logger.info("LoRA disabled: training all %d non-vision parameters", _count(model))
+            parameter.requires_grad = train_vision or not name.startswith("model.vision_model.")
+        logger.info(
+            "LoRA disabled: training all %d %sparameters", _count(model), "" if train_vision else "non-vision "
+        )
         return model
+    if "train_vision_encoder" in lora:
+        raise ValueError("lora.train_vision_encoder is only valid with lora.enabled: false (full training)")
 
     from peft import LoraConfig, get_peft_model
 

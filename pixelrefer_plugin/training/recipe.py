@@ -19,9 +19,11 @@ class Recipe:
     Attributes:
         model: a registry preset name (built with random weights, e.g. `pixelrefer-tiny`) or a checkpoint directory.
         data: `train` (JSON / JSONL file), `root` (folder the record paths are relative to), `skip_invalid`; or
-            `synthetic` (`num_records`, `seed`, `size`) to generate a small image dataset in the output folder.
+            `synthetic` (`num_records`, `seed`, `size`, `objects`, `kinds`, `video_fraction`) to generate a small
+            dataset of coloured shapes in the output folder.
         lora: `r`, `alpha`, `dropout`; `enabled: false` trains every language-model weight instead (only sensible for a
-            random-init preset); `modules_to_save` overrides the fully trained modules.
+            random-init preset; `train_vision_encoder: true` trains the vision encoder too); `modules_to_save`
+            overrides the fully trained modules.
         learning_rates: `default` (LoRA / language model) and per module (`object_tokenizer`, `object_infusion`,
             `projector`, `region_token`).
         training: `transformers.TrainingArguments` fields (`output_dir` required); `bf16: auto` means bf16 on a GPU

@@ -1,18 +1,20 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""Synthetic region data in the published training format: coloured shapes, one RLE mask per object, and questions
-whose answer depends on which region is referred to."""
+"""Synthetic region data in the published training format: coloured shapes (and short clips of moving shapes), one
+RLE mask per referred object, and questions whose answer depends on which region is referred to."""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..demo.scenes import make_scene
+from ..demo.synthetic import generate_samples, write_clip
 
-QUESTIONS = (("What colour is <region>? Answer with one word.", "colour"), ("What shape is <region>?", "shape"))
+logger = logging.getLogger(__name__)
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -24,35 +26,52 @@ def encode_rle(mask: np.ndarray) -> dict:
 
 
 def write_synthetic_dataset(
-    out: str | Path, num_records: int, seed: int = 0, size: tuple[int, int] = (128, 160), objects: int = 3
+    out: str | Path,
+    num_records: int,
+    seed: int = 0,
+    size: tuple[int, int] = (128, 160),
+    objects: int = 3,
+    kinds: Sequence[str] = ("colour", "shape"),
+    video_fraction: float = 0.0,
 ) -> Path:
-    """Write `num_records` image records (PNG + `train.json` in the published layout) under `out`; returns the JSON.
+    """Write `num_records` records (PNG / MP4 files + `train.json` in the published layout) under `out`; returns the
+    JSON path.
 
-    Each record asks about one object of its scene, by colour or by shape; the scene also holds other objects, so the
-    answer depends on which region is referred to.
+    Records cycle through the question `kinds` (`colour`, `shape`, `larger`; see `demo/synthetic.py`); about
+    `video_fraction` of the colour / shape records are clips with the region on a middle frame. Every scene holds
+    several objects, so the answer depends on which region is referred to.
     """
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     records = []
-    for index in range(num_records):
-        image, scene_objects = make_scene(rng, size=size, num_objects=objects)
-        name = f"images/scene_{index:05d}.png"
-        Image.fromarray(image).save(out / name)
-        target = scene_objects[int(rng.integers(len(scene_objects)))]
-        question, attribute = QUESTIONS[index % len(QUESTIONS)]
-        records.append(
-            {
-                "image": name,
-                "height": size[0],
-                "width": size[1],
-                "masks": [encode_rle(target.mask)],
-                "conversations": [
-                    {"from": "human", "value": "<image>\n" + question},
-                    {"from": "gpt", "value": getattr(target, attribute)},
-                ],
-            }
-        )
+    samples = generate_samples(
+        num_records, seed, kinds=kinds, video_fraction=video_fraction, image_size=tuple(size), num_objects=objects
+    )
+    for index, sample in enumerate(samples):
+        height, width = sample.frames[0].shape[:2]
+        tag = "<video>" if sample.is_video else "<image>"
+        record = {
+            "height": height,
+            "width": width,
+            "kind": sample.kind,
+            "conversations": [
+                {"from": "human", "value": f"{tag}\n{sample.question}"},
+                {"from": "gpt", "value": sample.answer},
+            ],
+        }
+        if sample.is_video:
+            name = f"images/clip_{index:05d}.mp4"
+            write_clip(out / name, sample.frames)
+            record["video"] = [name]
+            record["masks"] = [{str(sample.frame): encode_rle(mask)} for mask in sample.masks]
+        else:
+            name = f"images/scene_{index:05d}.png"
+            Image.fromarray(sample.frames[0]).save(out / name)
+            record["image"] = name
+            record["masks"] = [encode_rle(mask) for mask in sample.masks]
+        records.append(record)
+        if (index + 1) % 1000 == 0:
+            logger.info("wrote %d / %d synthetic records", index + 1, num_records)
     path = out / "train.json"
     path.write_text(json.dumps(records))
     return path

@@ -4,6 +4,7 @@ deepspeed launchers), resuming after an interruption."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 BASE_MODEL_DIR = "base-model"
 # Published stage-1 learning rates: language model 1e-5 (LoRA usually uses ~2e-4), object tokenizer 1e-3.
 DEFAULT_LEARNING_RATES = {"object_tokenizer": 1e-3, "object_infusion": 1e-3}
+# `data.synthetic` options: the arguments of `write_synthetic_dataset`.
+SYNTHETIC_OPTIONS = ("num_records", "seed", "size", "objects", "kinds", "video_fraction")
 
 
 class PixelReferTrainer(Trainer):
@@ -86,11 +89,24 @@ def build_dataset(recipe: Recipe, variant: str, output_dir: Path, is_main_proces
     if "synthetic" in data:
         from .synthetic import write_synthetic_dataset
 
-        options = dict(data["synthetic"])
+        options = dict(data["synthetic"] or {})
+        unknown = sorted(set(options) - set(SYNTHETIC_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"data.synthetic: unknown option(s) {unknown}; expected some of {list(SYNTHETIC_OPTIONS)}"
+            )
         folder = output_dir / "synthetic-data"
         path = folder / "train.json"
-        if is_main_process and not path.exists():
-            write_synthetic_dataset(folder, int(options.get("num_records", 32)), int(options.get("seed", 0)))
+        stamp = folder / "options.json"
+        written = json.loads(stamp.read_text()) if stamp.exists() and path.exists() else None
+        if is_main_process and written != options:
+            settings = {
+                **options,
+                "num_records": int(options.get("num_records", 32)),
+                "seed": int(options.get("seed", 0)),
+            }
+            write_synthetic_dataset(folder, **settings)
+            stamp.write_text(json.dumps(options))
         _wait_for_everyone()
         return RegionConversationDataset(path, folder, variant=variant, skip_invalid=bool(data.get("skip_invalid")))
     root = recipe.resolve(data.get("root", "."))
