@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ...demo.scenes import COLOURS, make_scene, shape_mask
+from ...demo.synthetic import write_held_out_documents
 from ...prompts import LVIS, VG, videorefer_bench_q_prompt
 from ...training.synthetic import encode_rle
 
@@ -135,6 +136,7 @@ def write_fixtures(folder: str | Path) -> Path:
     write_videorefer_d_fixture(folder)
     write_hc_stvg_fixture(folder)
     write_dlc_bench_fixture(folder)
+    write_held_out_documents(folder)  # the demo's held-out task, pixelrefer_synthetic
     return folder
 
 
