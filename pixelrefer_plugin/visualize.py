@@ -36,6 +36,7 @@ def draw_regions(
     labels: Sequence[str] | None = None,
     width: int = 3,
     point_size: int = 28,
+    colours: Sequence[tuple[int, int, int]] = COLOURS,
 ):
     """Draw each region's outline (and a label) on a copy of `image`; returns a PIL image.
 
@@ -44,6 +45,8 @@ def draw_regions(
         regions: region dicts as the processor takes them (`mask`, `rle`, `polygon`, `box`, `point`).
         labels: text drawn next to each region (default: "1", "2", ...); empty strings draw no label.
         width: outline width in pixels.
+        point_size: side in pixels of the square a `point` region covers.
+        colours: RGB outline colours; region i uses `colours[i % len(colours)]`.
     """
     from PIL import Image, ImageDraw
 
@@ -55,7 +58,7 @@ def draw_regions(
     anchors = []
     for index, region in enumerate(regions):
         mask = region_to_mask(region, (height, width_px), 0, index, point_size)
-        pixels[region_outline(mask, width)] = COLOURS[index % len(COLOURS)]
+        pixels[region_outline(mask, width)] = colours[index % len(colours)]
         rows, cols = np.nonzero(mask)
         anchors.append((int(cols.min()), int(rows.min())))
     canvas = Image.fromarray(pixels)
@@ -65,7 +68,7 @@ def draw_regions(
             continue
         left, top, right, bottom = draw.textbbox((0, 0), label)
         x0, y0 = max(0, x), max(0, y - (bottom - top) - 4)
-        draw.rectangle((x0, y0, x0 + right - left + 4, y0 + bottom - top + 4), fill=COLOURS[index % len(COLOURS)])
+        draw.rectangle((x0, y0, x0 + right - left + 4, y0 + bottom - top + 4), fill=colours[index % len(colours)])
         draw.text((x0 + 2, y0 + 2 - top), label, fill=(255, 255, 255))
     return canvas
 
