@@ -9,6 +9,7 @@ for the prompt.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -124,7 +125,7 @@ class PixelReferSimple(lmms):
     Args:
         pretrained: PixelRefer checkpoint folder (or Hub id).
         device: `"cpu"`, `"cuda"`, `"cuda:1"`...; default CUDA when available. Under `accelerate launch` with several
-            processes each process uses its own `accelerator.device`.
+            processes each process uses its own `accelerator.device` (on CPUs: `ACCELERATE_USE_CPU=1`, gloo).
         dtype: `"auto"` (the checkpoint's), `"float32"`, `"bfloat16"` or `"float16"` (`torch_dtype` is accepted too);
             default bfloat16 on CUDA, float32 on the CPU.
         attn_implementation: default flash-attn 2 when installed on CUDA, else sdpa.
@@ -169,6 +170,15 @@ class PixelReferSimple(lmms):
             raise ValueError(f"dtype must be one of {_DTYPE_NAMES}, got {dtype!r}")
 
         accelerator = Accelerator()
+        launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if accelerator.num_processes == 1 and launched > 1:
+            # torchrun / `accelerate launch --multi_gpu` on a machine without GPUs: every process would evaluate every
+            # document on its own and write the same results
+            raise RuntimeError(
+                f"PixelRefer: started as one of WORLD_SIZE={launched} processes, but accelerate set up no process "
+                "group (no GPU was found); on CPUs set ACCELERATE_USE_CPU=1 so that the processes share the documents "
+                "over gloo"
+            )
         if accelerator.num_processes > 1:
             target = accelerator.device
             self.accelerator = accelerator
