@@ -58,23 +58,16 @@ def regions_by_frame(regions: list[dict]) -> dict[int, list[tuple[int, dict]]]:
 
 
 def _draw_on_frame(frame: np.ndarray, placed: list[tuple[int, dict]]) -> np.ndarray:
-    """`frame` with each `(index, region)` outlined and numbered as `draw_regions` draws region `index`.
-
-    `draw_regions` colours regions by list position, and a frame may lack lower-numbered regions (Lite regions lie on
-    frames of their own). So each region is drawn alone by `draw_regions` on a black canvas, in the first colour (pure
-    red), and composited onto the frame in its own colour: a drawn pixel `(255, v, v)` (outline, label box, or label
-    text anti-aliased onto the box) is white at weight `v / 255` over that colour, exactly what `draw_regions` would
-    draw for the region at position `index`.
-    """
-    assert COLOURS[0] == (255, 0, 0), "the compositing below reads weights off a pure-red drawing"
-    out = frame.astype(np.float32)
-    for index, region in placed:
-        canvas = draw_regions(np.zeros_like(frame), [region], labels=[str(index + 1)])
-        canvas = np.asarray(canvas.convert("RGB"), dtype=np.float32)
-        drawn = canvas[..., 0] == 255
-        white = canvas[drawn][:, 1:2] / 255
-        out[drawn] = white * 255 + (1 - white) * np.asarray(COLOURS[index % len(COLOURS)], dtype=np.float32)
-    return out.round().astype(np.uint8)
+    """`frame` with each `(index, region)` outlined and numbered by `draw_regions` in region `index`'s colour and
+    number, also when the frame lacks lower-numbered regions (Lite regions lie on frames of their own)."""
+    indices = [index for index, _ in placed]
+    drawn = draw_regions(
+        frame,
+        [region for _, region in placed],
+        labels=[str(index + 1) for index in indices],
+        colours=[COLOURS[index % len(COLOURS)] for index in indices],
+    )
+    return np.asarray(drawn.convert("RGB"))
 
 
 def video_overlay(video: str, regions: list[dict], cache: str | Path | None = None) -> str:
