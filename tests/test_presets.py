@@ -109,11 +109,11 @@ def test_random_init_of_a_real_preset_without_tokenizer_says_what_to_download(tm
     assert "known presets" in capsys.readouterr().err
 
 
-def test_demo_command_runs(caplog):
+def test_demo_quickstart_runs(caplog):
     import logging
 
     with caplog.at_level(logging.INFO):
-        assert cli_main(["demo", "--max-new-tokens", "3"]) == 0
+        assert cli_main(["demo", "--quickstart"]) == 0
     assert "LLM input length" in caplog.text
 
 
@@ -141,3 +141,7 @@ def test_registry_yamls_ship_inside_the_wheel(tmp_path):
     for preset in list_presets():
         assert f"pixelrefer_plugin/registry/{preset}.yaml" in names
     assert "pixelrefer_plugin/modeling_pixelrefer.py" in names
+    # the demo trains with a packaged recipe; the other recipes and DeepSpeed configs ship too
+    assert "pixelrefer_plugin/recipes/demo-tiny.yaml" in names
+    assert "pixelrefer_plugin/recipes/deepspeed/zero2.json" in names
+    assert "pixelrefer_plugin/integrations/lmms_eval/tasks/pixelrefer_synthetic.yaml" in names
