@@ -18,8 +18,9 @@ COLOUR_NAMES = ("red", "blue", "green", "orange", "purple", "cyan")
 
 
 def region_outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
-    """Boolean `(H, W)` band of `width` pixels along the inside of a mask's boundary."""
-    inner = mask.copy()
+    """Boolean `(H, W)` band of `width` pixels along the inside of a mask's boundary (the image border counts as a
+    boundary, so a region cut by the border is outlined there too)."""
+    inner = np.pad(mask.astype(bool), 1)
     for _ in range(width):
         shrunk = inner.copy()
         shrunk[1:, :] &= inner[:-1, :]
@@ -27,7 +28,7 @@ def region_outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
         shrunk[:, 1:] &= inner[:, :-1]
         shrunk[:, :-1] &= inner[:, 1:]
         inner = shrunk
-    return mask & ~inner
+    return mask & ~inner[1:-1, 1:-1]
 
 
 def draw_regions(
@@ -76,3 +77,12 @@ def draw_regions(
 def describe_marks(count: int) -> list[str]:
     """How a prompt refers to drawn regions for models that see the overlay: "region 1 (outlined in red)", ..."""
     return [f"region {i + 1} (outlined in {COLOUR_NAMES[i % len(COLOUR_NAMES)]})" for i in range(count)]
+
+
+def video_frame(video: str, frame: int) -> np.ndarray:
+    """Frame number `frame` of a video file (the numbering region dicts use: 0 is the first decoded frame) as an
+    `(H, W, 3)` uint8 array, to draw regions on with [`draw_regions`]."""
+    from .video_decoding import read_video_file
+
+    clip = read_video_file(video, [frame], sample_scene=False, fps=1.0, max_frames=1)
+    return clip.region_frames[frame]
