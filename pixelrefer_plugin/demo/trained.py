@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .synthetic import HELD_OUT_DOCUMENTS, QUESTION_KINDS, chance_accuracy
+from .synthetic import HELD_OUT_DOCUMENTS, chance_accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -187,4 +187,4 @@ def run_demo(
     return result
 
 
-__all__ = ["DemoResult", "QUESTION_KINDS", "run_demo", "train_demo_model", "evaluate", "write_control_model"]
+__all__ = ["DemoResult", "run_demo", "train_demo_model", "evaluate", "write_control_model"]

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ...demo.scenes import COLOURS, make_scene, shape_mask
-from ...demo.synthetic import write_held_out_documents
+from ...demo.synthetic import write_clip, write_held_out_documents
 from ...prompts import LVIS, VG, videorefer_bench_q_prompt
 from ...training.synthetic import encode_rle
 
@@ -75,20 +75,6 @@ def write_caption_fixture(folder: Path) -> Path:
     return folder / "caption.jsonl"
 
 
-def _write_clip(path: Path, frames: list[np.ndarray], fps: int = 4) -> None:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def write_video_choice_fixture(folder: Path) -> Path:
     """VideoRefer-Bench-Q-style documents: which way does the marked object move? Four options, one correct."""
     rng = np.random.default_rng(13)
@@ -107,7 +93,7 @@ def write_video_choice_fixture(folder: Path) -> Path:
             frames.append(frame)
             masks.append(mask)
         path = folder / f"clip_{index}.mp4"
-        _write_clip(path, frames)
+        write_clip(path, frames, fps=4)
         options = [f"({letter}) It moves {name}." for letter, name in zip(LETTERS, directions, strict=True)]
         question = videorefer_bench_q_prompt("In which direction does <region> move?", options)
         docs.append(
@@ -198,7 +184,7 @@ def _motion_clips(folder: Path, name: str, seed: int) -> list[tuple[str, list[np
             frames.append(frame)
             masks.append(mask)
         path = folder / f"{name}_{index}.mp4"
-        _write_clip(path, frames)
+        write_clip(path, frames, fps=4)
         out.append((str(path), masks, colour, direction))
     return out
 
