@@ -1,4 +1,6 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -42,3 +44,23 @@ def user_prompt(processor, text: str, image: bool = True) -> str:
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory):
+    """The materialised lmms-eval task folder (`pixelrefer tasks-path`), in a temporary `PIXELREFER_TASKS_DIR` that
+    stays set for the module."""
+    from pixelrefer_plugin.integrations.lmms_eval.task_dir import tasks_path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIXELREFER_TASKS_DIR", str(tmp_path_factory.mktemp("tasks")))
+        yield tasks_path()
+
+
+@pytest.fixture(scope="module")
+def task_utils(task_dir):
+    """The task folder's `utils.py`, loaded from there as lmms-eval loads it."""
+    spec = importlib.util.spec_from_file_location("pixelrefer_task_utils", task_dir / "utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

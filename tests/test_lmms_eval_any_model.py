@@ -3,7 +3,6 @@
 in code), and the outlined video copies that models other than PixelRefer get for video documents."""
 
 import hashlib
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -13,30 +12,12 @@ import pytest
 from tiny_llava import build_tiny_llava
 from video_fixtures import moving_square, read_all_frames, write_video
 
-from pixelrefer_plugin.integrations.lmms_eval.task_dir import tasks_path
 from pixelrefer_plugin.training.synthetic import encode_rle
 from pixelrefer_plugin.visualize import COLOURS, draw_regions, region_outline
 
 IMAGE_TASK = "pixelrefer_lvis_fixture"
 GREEN = (40, 200, 40)
 FPS = 4
-
-
-@pytest.fixture(scope="module")
-def task_dir(tmp_path_factory):
-    """The materialised task folder (`pixelrefer tasks-path`), in a temporary `PIXELREFER_TASKS_DIR`."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PIXELREFER_TASKS_DIR", str(tmp_path_factory.mktemp("tasks")))
-        yield tasks_path()
-
-
-@pytest.fixture(scope="module")
-def task_utils(task_dir):
-    """The task folder's `utils.py`, loaded from there as lmms-eval loads it."""
-    spec = importlib.util.spec_from_file_location("pixelrefer_any_model_task_utils", task_dir / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

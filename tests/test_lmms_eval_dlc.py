@@ -21,7 +21,6 @@ import pytest
 from fake_judge import FakeJudgeServer
 
 from pixelrefer_plugin.integrations.lmms_eval.judge import JudgeNotConfiguredError
-from pixelrefer_plugin.integrations.lmms_eval.task_dir import tasks_path
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -73,13 +72,6 @@ def canned_reply(user: str) -> str:
     kind = next(kind for key, kind in KINDS.items() if key in question)
     shape = next(shape for shape in ("square", "circle", "triangle") if shape in question)
     return REPLIES[kind, shape]
-
-
-@pytest.fixture(scope="module")
-def task_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PIXELREFER_TASKS_DIR", str(tmp_path_factory.mktemp("tasks")))
-        yield tasks_path()
 
 
 @pytest.fixture(scope="module")

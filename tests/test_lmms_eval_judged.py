@@ -19,7 +19,6 @@ import pytest
 from fake_judge import FakeJudgeServer
 
 from pixelrefer_plugin.integrations.lmms_eval.judge import JudgeNotConfiguredError
-from pixelrefer_plugin.integrations.lmms_eval.task_dir import tasks_path
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -73,13 +72,6 @@ def canned_reply(user: str) -> str:
     if reference is not None:
         return next(reply for direction, reply in D_REPLIES.items() if f" {direction} " in reference.group(1))
     return "unexpected prompt"
-
-
-@pytest.fixture(scope="module")
-def task_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PIXELREFER_TASKS_DIR", str(tmp_path_factory.mktemp("tasks")))
-        yield tasks_path()
 
 
 @pytest.fixture(scope="module")

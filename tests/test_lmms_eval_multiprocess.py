@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from pixelrefer_plugin.integrations.lmms_eval.task_dir import tasks_path
+from random_checkpoints import build_checkpoint
 
 pytest.importorskip("lmms_eval")
 
@@ -21,28 +20,10 @@ LIMIT = 8
 
 
 @pytest.fixture(scope="module")
-def task_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PIXELREFER_TASKS_DIR", str(tmp_path_factory.mktemp("tasks")))
-        yield tasks_path()
-
-
-@pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """The tiny preset with its matrices redrawn (std 2 / sqrt(fan_in)): a fresh tiny preset answers "" to every
-    document, which would make the comparison empty."""
-    from pixelrefer_plugin import PixelReferForConditionalGeneration
-    from pixelrefer_plugin.presets import build_preset
-
-    out = build_preset("pixelrefer-tiny", tmp_path_factory.mktemp("ckpt") / "tiny")
-    model = PixelReferForConditionalGeneration.from_pretrained(out)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.ndim >= 2:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * (2.0 / parameter.shape[-1] ** 0.5))
-    model.save_pretrained(out)
-    return out
+    """A fresh tiny preset answers "" to every document, which would make the comparison empty: use one with its
+    matrices redrawn."""
+    return build_checkpoint("pixelrefer-tiny", tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 def run_lmms_eval(

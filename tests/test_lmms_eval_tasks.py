@@ -1,7 +1,6 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
 """The packaged region tasks: materialised folder, fixture documents, any-model hooks, metric hooks."""
 
-import importlib.util
 import json
 
 import numpy as np
@@ -13,30 +12,6 @@ from pixelrefer_plugin.presets import build_model_and_processor
 from pixelrefer_plugin.regions import load_image
 
 FIXTURE_TASKS = ("pixelrefer_lvis_fixture", "pixelrefer_vg_fixture", "pixelrefer_videorefer_q_fixture")
-
-
-@pytest.fixture(scope="module")
-def task_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tasks")
-    import os
-
-    previous = os.environ.get("PIXELREFER_TASKS_DIR")
-    os.environ["PIXELREFER_TASKS_DIR"] = str(root)
-    try:
-        yield tasks_path()
-    finally:
-        if previous is None:
-            os.environ.pop("PIXELREFER_TASKS_DIR")
-        else:
-            os.environ["PIXELREFER_TASKS_DIR"] = previous
-
-
-@pytest.fixture(scope="module")
-def task_utils(task_dir):
-    spec = importlib.util.spec_from_file_location("pixelrefer_task_utils", task_dir / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def documents(task_dir, name):
