@@ -1,22 +1,39 @@
-# Set-up and the two everyday commands. `make demo` and `make test` create the virtualenv on first use.
+# Set-up and the two everyday commands. `make demo` and `make test` create the virtualenv on first use, from the lock.
+#
+# The lock (requirements/cpu.lock, requirements/gpu.lock) pins every package `make venv` installs, with hashes, so a
+# clone installs the tested set on any day. `make lock` rewrites it from pyproject.toml with uv (.ci/lock.sh says
+# why uv); `make test-latest` tests the newest versions pyproject.toml allows, in a second virtualenv, unlocked.
 PYTHON ?= python3
 VENV ?= .venv
+LATEST_VENV ?= .venv-latest
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The tests that exercise upstream APIs (transformers, peft, accelerate, lmms-eval, PyAV): modeling, processor,
+# export and loading, Lite, video, the lmms-eval model, training smoke runs.
+LATEST_TESTS := tests/test_modeling.py tests/test_processor.py tests/test_export.py tests/test_lite.py \
+	tests/test_video.py tests/test_lmms_eval_model.py tests/test_training.py tests/test_install.py
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv test test-latest demo lock lint bench clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml .ci/make_venv.sh
+$(STAMP): requirements/cpu.lock requirements/gpu.lock pyproject.toml .ci/make_venv.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash .ci/make_venv.sh
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -q
 
+test-latest:
+	PYTHON=$(PYTHON) VENV=$(LATEST_VENV) LOCK=none bash .ci/make_venv.sh
+	$(LATEST_VENV)/bin/python -m pip list --format=freeze --disable-pip-version-check > $(LATEST_VENV)/versions.txt
+	PIXELREFER_UNLOCKED=1 $(LATEST_VENV)/bin/python -m pytest $(LATEST_TESTS) -q
+
 demo: $(STAMP)
 	$(BIN)/pixelrefer demo
+
+lock:
+	bash .ci/lock.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check pixelrefer_plugin tests benchmarks
@@ -28,4 +45,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/full_vs_lite.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) .venv-tools build *.egg-info

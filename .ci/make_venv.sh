@@ -1,34 +1,45 @@
 #!/usr/bin/env bash
 # Creates $VENV with the package and every extra that installs on this machine.
 #
-# On a CPU machine torch is pinned to the local CPU build (TORCH_VERSION) through a constraints file, so that
-# nothing installed later (lmms-eval, sentence-transformers, deepspeed, ...) swaps it for a multi-GB CUDA build.
-# lmms-eval drags in a CUDA-only torchvision that cannot be imported next to a CPU torch: it is removed again.
+# LOCK=auto (default): exactly the versions of requirements/cpu.lock (requirements/gpu.lock where nvidia-smi sees a
+# GPU), hash-checked, nothing resolved. LOCK=none: the newest versions pyproject.toml allows (`make test-latest`),
+# upgrading a venv that exists; torch stays the build of the CPU lock on a CPU machine, so that nothing swaps it
+# for a multi-GB CUDA build, and the CUDA-only torchvision that lmms-eval pulls in is removed again.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-TORCH_VERSION=${TORCH_VERSION:-2.13.0}
-
-"$PYTHON" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip)
-"${PIP[@]}" install -q --upgrade pip
+LOCK=${LOCK:-auto}
 
 has_gpu=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then has_gpu=1; fi
-
-if [ "$has_gpu" = 1 ]; then
-    "${PIP[@]}" install -q "torch"
-else
-    "${PIP[@]}" install -q "torch==${TORCH_VERSION}"
+if [ "$LOCK" = auto ]; then
+    LOCK=requirements/cpu.lock
+    if [ "$has_gpu" = 1 ]; then LOCK=requirements/gpu.lock; fi
 fi
-installed_torch=$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')
-constraints="$VENV/constraints.txt"
-printf 'torch==%s\n' "$installed_torch" > "$constraints"
 
+"$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 # deepspeed is an sdist: build it without compiling ops (they are JIT-built on first use).
-DS_BUILD_OPS=0 "${PIP[@]}" install -q -c "$constraints" -e ".[all,dev]"
+export DS_BUILD_OPS=0
 
-if [ "$has_gpu" = 0 ]; then
-    "${PIP[@]}" uninstall -q -y torchvision >/dev/null 2>&1 || true
+if [ "$LOCK" != none ]; then
+    "${PIP[@]}" install -q --require-hashes --no-deps -r "$LOCK"
+    "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+    # The lock must be complete: the only requirement it may leave out is the CPU set's torchvision (pip also
+    # calls decord's manylinux2010 wheel unsupported, though it imports and runs).
+    problems=$("${PIP[@]}" check 2>&1 | grep -v -e "requires torchvision, which is not installed" \
+        -e "^decord .* is not supported on this platform" || true)
+    if [ -n "$problems" ]; then
+        printf '%s does not hold everything it installs needs:\n%s\n' "$LOCK" "$problems" >&2
+        exit 1
+    fi
+else
+    cpu_torch=$(grep -o '^torch==[^ ]*' requirements/cpu-overrides.txt)
+    constraints="$VENV/constraints.txt"
+    if [ "$has_gpu" = 1 ]; then : > "$constraints"; else echo "$cpu_torch" > "$constraints"; fi
+    "${PIP[@]}" install -q --upgrade pip
+    "${PIP[@]}" install -q --upgrade --upgrade-strategy eager -c "$constraints" -e ".[all,dev]"
+    if [ "$has_gpu" = 0 ]; then "${PIP[@]}" uninstall -q -y torchvision >/dev/null 2>&1 || true; fi
 fi
-"$VENV/bin/python" -c 'import torch, transformers; print(f"torch {torch.__version__}, transformers {transformers.__version__}")'
+"$VENV/bin/python" -c 'import sys, torch, transformers
+print(f"{sys.prefix}: torch {torch.__version__}, transformers {transformers.__version__}")'

@@ -3,11 +3,39 @@
 
 from __future__ import annotations
 
-from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
-from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
+import transformers
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+from transformers.utils import logging
 
-from .region_geometry import CROP_RULES, GRID_ROUNDING_MODES
+# The transformers versions this code was tested with: pyproject.toml's range, written into every exported checkpoint
+# with this file. Checked before anything else of transformers is imported, since older releases lack what follows.
+TESTED_TRANSFORMERS = ">=5.23,<5.25"
+
+
+def check_transformers_version(installed: str = transformers.__version__) -> None:
+    """Refuse a transformers older than `TESTED_TRANSFORMERS` (one-line `ImportError`); warn once about a newer one."""
+    tested = SpecifierSet(TESTED_TRANSFORMERS)
+    if Version(installed) in tested:
+        return
+    fix = f'pip install "transformers{TESTED_TRANSFORMERS}"'
+    if all(Version(installed) < Version(spec.version) for spec in tested if spec.operator.startswith(">")):
+        raise ImportError(
+            f"PixelRefer needs transformers{TESTED_TRANSFORMERS}, but transformers {installed} is installed; run: {fix}"
+        )
+    logging.get_logger(__name__).warning_once(
+        f"PixelRefer was tested with transformers{TESTED_TRANSFORMERS}; transformers {installed} is installed and "
+        f"may behave differently ({fix} installs a tested version)"
+    )
+
+
+check_transformers_version()
+
+from transformers import AutoConfig, PreTrainedConfig  # noqa: E402
+from transformers.configuration_utils import SubConfigSpec  # noqa: E402
+from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig  # noqa: E402
+
+from .region_geometry import CROP_RULES, GRID_ROUNDING_MODES  # noqa: E402
 
 VARIANTS = ("full", "lite")
 
@@ -75,7 +103,7 @@ class PixelReferConfig(PreTrainedConfig):
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
         "vision_config": VideoLlama3VisionConfig,
     }
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]
     _auto_class = "AutoConfig"
 
     text_config: dict | PreTrainedConfig | None = None

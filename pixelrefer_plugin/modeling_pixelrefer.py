@@ -8,6 +8,8 @@ images, in one packed pass, and their object tokens replace the `<REGION>` token
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +45,18 @@ REGION_INPUT_NAMES = (
 )
 SCENE_INPUT_NAMES = ("pixel_values", "pixel_values_videos")
 
+# transformers 5.24 renamed the key-value cache argument (and output field) `past_key_values` to `cache`. The models
+# take either name and hand the base model the one the installed transformers expects.
+CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(VideoLlama3Model.forward).parameters else "past_key_values"
+
+
+def _take_cache(cache: Cache | None, kwargs: dict) -> Cache | None:
+    """The key-value cache, passed as `cache` or (transformers < 5.24) as `past_key_values` in `kwargs`."""
+    legacy = kwargs.pop("past_key_values", None)
+    if cache is not None and legacy is not None:
+        raise ValueError("pass the key-value cache once, as `cache` or as `past_key_values`, not both")
+    return cache if cache is not None else legacy
+
 
 @dataclass
 class PixelReferModelOutputWithPast(VideoLlama3ModelOutputWithPast):
@@ -62,6 +76,9 @@ class PixelReferCausalLMOutputWithPast(VideoLlama3CausalLMOutputWithPast):
     """
 
     object_tokens_per_region: torch.LongTensor | None = None
+
+
+_CAUSAL_LM_OUTPUT_FIELDS = {field.name for field in dataclasses.fields(PixelReferCausalLMOutputWithPast)}
 
 
 class PixelReferPreTrainedModel(VideoLlama3PreTrainedModel):
@@ -156,7 +173,7 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         pixel_values: torch.Tensor | None = None,
@@ -179,6 +196,8 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         **kwargs,
     ) -> PixelReferModelOutputWithPast:
         r"""
+        cache (`Cache`, *optional*):
+            Key-value cache of the tokens before `input_ids` (`past_key_values` is accepted too).
         pixel_values_videos, video_grid_thw, video_merge_sizes, video_compression_mask:
             Sampled video frames (full variant), as in VideoLLaMA3; `video_compression_mask` drops the tokens of static
             patches.
@@ -205,9 +224,10 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         lite = self.config.variant == "lite"
         if lite and (pixel_values is not None or pixel_values_videos is not None):
             raise ValueError("PixelRefer-Lite reads no scene tokens: pass no pixel_values / pixel_values_videos")
+        cache = _take_cache(cache, kwargs)
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
-        is_prefill = past_key_values is None or past_key_values.get_seq_length() == 0
+        is_prefill = cache is None or cache.get_seq_length() == 0
 
         groups: dict[str, tuple[torch.Tensor, torch.LongTensor, torch.LongTensor]] = {}
         if pixel_values is not None:
@@ -260,11 +280,11 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             video_compression_mask=video_compression_mask,
             mm_encoder_outputs=mm_encoder_outputs or None,
+            **{CACHE_ARGUMENT: cache},
             **kwargs,
         )
         return PixelReferModelOutputWithPast(**outputs, object_tokens_per_region=object_tokens_per_region)
@@ -303,7 +323,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -332,13 +352,14 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
             Target ids for the causal-LM loss; `-100` positions are ignored (the processor's `return_labels=True`
             keeps only assistant tokens). Labels are shifted inside the loss.
 
-        The video and region arguments are documented in [`PixelReferModel.forward`].
+        The cache, video and region arguments are documented in [`PixelReferModel.forward`].
         """
+        cache = _take_cache(cache, kwargs)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             pixel_values=pixel_values,
@@ -370,15 +391,12 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
             loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
             )
-        return PixelReferCausalLMOutputWithPast(
-            loss=loss,
-            logits=logits,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-            image_hidden_states=outputs.image_hidden_states,
-            object_tokens_per_region=outputs.object_tokens_per_region,
-        )
+        # Every field the base model returned (cache, hidden states, encoder outputs, object token counts) except the
+        # last hidden state, under the names of the installed transformers.
+        carried = {
+            name: value for name, value in outputs.items() if name in _CAUSAL_LM_OUTPUT_FIELDS - {"loss", "logits"}
+        }
+        return PixelReferCausalLMOutputWithPast(loss=loss, logits=logits, **carried)
 
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
         model_inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)

@@ -33,6 +33,8 @@ ALLOWED_IMPORTS = {
     "re",
     "math",
     "dataclasses",
+    "inspect",
+    "packaging",
     "collections",
     "typing",
     "pathlib",

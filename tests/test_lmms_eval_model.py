@@ -348,22 +348,23 @@ def test_wrapper_arguments_and_defaults(checkpoints, wrappers):
 def test_manifest_resolves_chat_and_simple_classes():
     from lmms_eval.models.registry_v2 import ModelRegistryV2
 
-    from pixelrefer_plugin.integrations.lmms_eval.manifest import MANIFESTS
+    from pixelrefer_plugin.integrations.lmms_eval.manifest import manifests
 
     registry = ModelRegistryV2()
-    for manifest in MANIFESTS:
+    for manifest in manifests():
         registry.register_manifest(manifest)
     assert registry.get_model_class("pixelrefer") is PixelReferChat
     assert registry.get_model_class("pixelrefer_chat") is PixelReferChat
     assert registry.get_model_class("pixelrefer", force_simple=True) is PixelReferSimple
 
 
-def test_manifest_imported_before_lmms_eval_still_registers(tmp_path):
-    """Importing the manifest first builds lmms-eval's registry while the manifest is half-imported (a circular
-    import that drops the entry point); the manifest then registers itself."""
+@pytest.mark.parametrize("manifest_first", [True, False], ids=["manifest-imported-first", "lmms-eval-first"])
+def test_entry_point_registers_without_circular_import_warning(tmp_path, manifest_first):
+    """lmms-eval finds `pixelrefer` through the entry point, whichever is imported first, and logs no warning."""
     code = textwrap.dedent(
-        """
-        from pixelrefer_plugin.integrations.lmms_eval.manifest import MANIFESTS
+        f"""
+        if {manifest_first}:
+            import pixelrefer_plugin.integrations.lmms_eval.manifest
         from lmms_eval.models import get_model
         assert get_model("pixelrefer").__name__ == "PixelReferChat"
         assert get_model("pixelrefer", force_simple=True).__name__ == "PixelReferSimple"
@@ -372,6 +373,8 @@ def test_manifest_imported_before_lmms_eval_still_registers(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     completed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    output = completed.stdout + completed.stderr
+    assert "WARNING" not in output and "circular import" not in output, output[-2000:]
 
 
 @pytest.mark.parametrize("variant", ["full", "lite"])
