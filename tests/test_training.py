@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from pixelrefer_plugin.presets import build_model_and_processor
 from pixelrefer_plugin.training.lora import apply_lora, parameter_groups
 from pixelrefer_plugin.training.merge import merge_adapter
 from pixelrefer_plugin.training.recipe import load_recipe, parse_overrides
-from pixelrefer_plugin.training.trainer import run_training
+from pixelrefer_plugin.training.trainer import run_training, training_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "recipes" / "smoke-tiny.yaml"
@@ -136,6 +137,19 @@ def test_recipe_overrides_and_errors(tmp_path):
         parse_overrides(["training.max_steps"])
 
 
+@pytest.mark.parametrize("recipe_path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda path: path.stem)
+def test_every_shipped_recipe_builds_its_training_arguments(recipe_path, tmp_path):
+    """Each `training:` key of a shipped recipe is a TrainingArguments field of the installed transformers (the
+    DeepSpeed config is left out here: it needs a launcher)."""
+    recipe = load_recipe(recipe_path, {"training.output_dir": str(tmp_path)})
+    recipe.training.pop("deepspeed", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # no deprecated TrainingArguments name
+        arguments = training_arguments(recipe)
+    assert arguments.output_dir == str(tmp_path)
+    assert arguments.learning_rate == recipe.training["learning_rate"]
+
+
 def run_command(command, output_dir, timeout=400, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run(
@@ -205,14 +219,14 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert steps == sorted(steps) and steps[0] == 5  # the log history continues the first run's
 
 
-def test_smoke_recipe_under_accelerate_with_gradient_checkpointing(tmp_path):
+def test_smoke_recipe_under_accelerate_with_activation_checkpointing(tmp_path):
     # `python -m accelerate.commands.launch` is the `accelerate launch` console script; the script itself cannot start
     # where timm is installed without torchvision (CPU machines), see docs/fine-tuning.md.
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu"]
     command += ["-m", "pixelrefer_plugin.cli", "train", str(SMOKE), "--skip-invalid"]
-    settings = ["--set", "training.max_steps=3", "--set", "training.gradient_checkpointing=true"]
+    settings = ["--set", "training.max_steps=3", "--set", "training.activation_checkpointing=true"]
     result = run_command([*command, *settings], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     args = torch.load(tmp_path / "training_args.bin", weights_only=False)
-    assert args.gradient_checkpointing
+    assert args.activation_checkpointing
     assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 3

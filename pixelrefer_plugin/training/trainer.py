@@ -75,8 +75,8 @@ def training_arguments(recipe: Recipe) -> TrainingArguments:
     settings.setdefault("remove_unused_columns", False)  # samples are RegionSample objects, not dicts of columns
     settings.setdefault("report_to", "none")
     settings.setdefault("ddp_find_unused_parameters", False)
-    if settings.get("gradient_checkpointing"):
-        settings.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": False})
+    if settings.get("activation_checkpointing"):
+        settings.setdefault("activation_checkpointing_kwargs", {"use_reentrant": False})
     if not torch.cuda.is_available():
         settings.setdefault("use_cpu", True)
     return TrainingArguments(**settings)
@@ -164,7 +164,7 @@ def run_training(recipe: Recipe) -> TrainingResult:
     model = AutoModelForImageTextToText.from_pretrained(base, trust_remote_code=True, dtype=dtype)
     model.config.use_cache = False
     processor = AutoProcessor.from_pretrained(base, trust_remote_code=True)
-    if args.gradient_checkpointing:
+    if args.activation_checkpointing:
         model.enable_input_require_grads()
     model = apply_lora(model, recipe.lora)
 
