@@ -1,8 +1,10 @@
 # Set-up and the two everyday commands. `make demo` and `make test` create the virtualenv on first use, from the lock.
 #
 # The lock (requirements/cpu.lock, requirements/gpu.lock) pins every package `make venv` installs, with hashes, so a
-# clone installs the tested set on any day. `make lock` rewrites it from pyproject.toml with uv (.ci/lock.sh says
-# why uv); `make test-latest` tests the newest versions pyproject.toml allows, in a second virtualenv, unlocked.
+# clone installs the tested set on any day. `make lock` rewrites it from pyproject.toml with uv, which resolves for
+# another platform than its own (the GPU set is locked on a CPU machine) and writes hashes, where pip-tools follows
+# pip's internals and breaks with pip releases; pip installs the result, so users need no uv. `make test-latest`
+# tests the newest versions pyproject.toml allows, in a second virtualenv, unlocked.
 PYTHON ?= python3
 VENV ?= .venv
 LATEST_VENV ?= .venv-latest

@@ -24,6 +24,16 @@ export DS_BUILD_OPS=0
 
 if [ "$LOCK" != none ]; then
     "${PIP[@]}" install -q --require-hashes --no-deps -r "$LOCK"
+    # A venv made before holds exactly the lock afterwards: what the lock does not name is removed.
+    extra=$("$VENV/bin/python" - "$LOCK" <<'PY'
+import importlib.metadata, re, sys
+normalise = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+locked = {normalise(n) for n in re.findall(r"^([A-Za-z0-9_.\-]+)==", open(sys.argv[1]).read(), flags=re.M)}
+installed = {normalise(d.metadata["Name"]) for d in importlib.metadata.distributions() if d.metadata["Name"]}
+print(" ".join(sorted(installed - locked - {"pixelrefer-plugin"})))
+PY
+)
+    if [ -n "$extra" ]; then "${PIP[@]}" uninstall -q -y $extra; fi
     "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
     # The lock must be complete: the only requirement it may leave out is the CPU set's torchvision (pip also
     # calls decord's manylinux2010 wheel unsupported, though it imports and runs).
