@@ -4,6 +4,8 @@ beat its zeroed-object-token control."""
 
 import hashlib
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from pixelrefer_plugin.demo.synthetic import (
     make_clip,
     write_held_out_documents,
 )
+from pixelrefer_plugin.demo.trained import RESULTS, ROWS, DemoResult, default_demo_dir
 from pixelrefer_plugin.integrations.lmms_eval.tasks.synthetic_utils import first_word, process_results
 from pixelrefer_plugin.training.data import RegionConversationDataset
 from pixelrefer_plugin.training.synthetic import write_synthetic_dataset
@@ -151,3 +154,43 @@ def test_reduced_demo_beats_the_zeroed_object_token_control(tmp_path, monkeypatc
 
     again = run_demo(overrides, picture=None, limit=8, root=tmp_path / "demo")
     assert again.train_seconds is None and again.model_dir == result.model_dir
+
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS_WITH_THE_TABLE = [REPO / "README.md", REPO / "docs" / "demo.md"]
+
+
+def documented_table(doc: Path) -> str:
+    """The demo table a doc shows: the lines after `$ make demo` in its code block."""
+    block = doc.read_text().split("$ make demo", 1)[1].split("```", 1)[0]
+    return "\n".join(block.splitlines()[1:]).strip("\n")
+
+
+def table_scores(table: str) -> dict[str, dict[str, float]]:
+    """`{"trained" | "control" | "chance": {metric: percent}}` read back from a table."""
+    metric_of = {title: metric for metric, title in ROWS.items()}
+    scores = {"trained": {}, "control": {}, "chance": {}}
+    for line in table.splitlines()[2:]:
+        title, cells = line[:42].strip(), re.findall(r"(\d+\.\d)%", line[42:])
+        for name, cell in zip(scores, cells, strict=True):
+            scores[name][metric_of[title]] = float(cell)
+    return scores
+
+
+def render(scores: dict[str, dict[str, float]]) -> str:
+    return DemoResult(scores=scores, model_dir=Path("."), picture=None, train_seconds=None).table()
+
+
+@pytest.mark.parametrize("doc", DOCS_WITH_THE_TABLE, ids=lambda doc: doc.name)
+def test_documented_demo_table_is_in_the_demo_output_format(doc):
+    table = documented_table(doc)
+    assert render(table_scores(table)) == table
+    assert table == documented_table(DOCS_WITH_THE_TABLE[0])
+
+
+def test_documented_demo_table_holds_the_numbers_of_the_cached_full_run():
+    """The numbers of the docs are those `make demo` (all held-out questions, the recipe's steps) computed here."""
+    results = default_demo_dir() / RESULTS
+    if not results.exists():
+        pytest.skip(f"no full demo run cached in {results.parent} (run `make demo`)")
+    assert documented_table(DOCS_WITH_THE_TABLE[0]) == render(json.loads(results.read_text()))

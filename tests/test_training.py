@@ -150,6 +150,30 @@ def test_every_shipped_recipe_builds_its_training_arguments(recipe_path, tmp_pat
     assert arguments.learning_rate == recipe.training["learning_rate"]
 
 
+@pytest.fixture(scope="module")
+def recipe_data(tmp_path_factory):
+    """Eight image and video records in the published layout, for the shipped recipes."""
+    from pixelrefer_plugin.training.synthetic import write_synthetic_dataset
+
+    folder = tmp_path_factory.mktemp("recipe-data")
+    return write_synthetic_dataset(folder, num_records=8, video_fraction=0.5), folder
+
+
+@pytest.mark.parametrize("recipe_path", sorted((REPO / "recipes").glob("lora-*.yaml")), ids=lambda path: path.stem)
+def test_every_lora_recipe_trains_two_steps_on_the_tiny_preset(recipe_path, recipe_data, tmp_path):
+    """Each shipped LoRA recipe starts and trains, on the tiny preset of its variant and a small data set, as
+    written except for the model, the data, the number of steps and DeepSpeed (tested with its launcher above)."""
+    train_json, root = recipe_data
+    preset = "pixelrefer-lite-tiny" if "-lite-" in recipe_path.name else "pixelrefer-tiny"
+    settings = [f"model={preset}", f"data.train={train_json}", f"data.root={root}", "training.max_steps=2"]
+    settings += ["training.gradient_accumulation_steps=1", "training.deepspeed=null"]
+    command = [sys.executable, "-m", "pixelrefer_plugin.cli", "train", str(recipe_path)]
+    result = run_command(command + [part for setting in settings for part in ("--set", setting)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 2
+    assert (tmp_path / "adapter_model.safetensors").exists()
+
+
 def run_command(command, output_dir, timeout=400, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run(

@@ -8,6 +8,7 @@ by the recipe and the generator code, so a second run only evaluates; an interru
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,8 +26,13 @@ from .synthetic import HELD_OUT_DOCUMENTS, chance_accuracy
 logger = logging.getLogger(__name__)
 
 DEMO_RECIPE = "demo-tiny.yaml"
+# Training and evaluation use this many torch threads whatever the machine, its load or OMP_NUM_THREADS: sums split
+# over another number of threads round differently, and 3000 training steps turn that into other answers.
+DEMO_TORCH_THREADS = 2
 TASK = "pixelrefer_synthetic"
 COMPLETE = "demo-trained.json"
+# The scores of the last full evaluation (all held-out questions), beside the trained model.
+RESULTS = "demo-results.json"
 # Rows of the demo table: the task's metrics, in order, with what they measure.
 ROWS = {
     "colour": "What colour is <region>?",
@@ -61,16 +67,35 @@ def demo_root() -> Path:
     return Path(os.environ.get("PIXELREFER_DEMO_DIR", Path.home() / ".cache" / "pixelrefer" / "demo"))
 
 
+def default_demo_dir(root: Path | None = None) -> Path:
+    """Where `pixelrefer demo` without options keeps its trained model (and `RESULTS`)."""
+    return (root or demo_root()) / _cache_key(demo_recipe_path().read_text(), {})
+
+
 def demo_recipe_path() -> Path:
     """The packaged demo recipe (`recipes/demo-tiny.yaml`)."""
     return Path(str(resources.files("pixelrefer_plugin") / "recipes" / DEMO_RECIPE))
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run the block with `count` torch threads (intra-op), restoring the previous number afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _cache_key(recipe_text: str, overrides: dict[str, Any]) -> str:
     from .. import __version__
 
     digest = hashlib.sha256(
-        __version__.encode() + recipe_text.encode() + json.dumps(overrides, sort_keys=True).encode()
+        __version__.encode()
+        + recipe_text.encode()
+        + json.dumps(overrides, sort_keys=True).encode()
+        + str(DEMO_TORCH_THREADS).encode()
     )
     for module in ("synthetic.py", "scenes.py"):
         digest.update((Path(__file__).parent / module).read_bytes())
@@ -166,12 +191,13 @@ def run_demo(
         limit: evaluate the first `limit` held-out documents only (default all, `HELD_OUT_DOCUMENTS`).
         root: the demo cache folder (default `demo_root()`).
     """
-    logger.info("[1/4] training (cached after the first run)")
-    model_dir, seconds = train_demo_model(overrides, root)
-    logger.info("[2/4] evaluating the trained model on %d held-out questions", limit or HELD_OUT_DOCUMENTS)
-    trained, trained_samples = evaluate(model_dir, limit)
-    logger.info("[3/4] evaluating the control: the same model with its object tokens zeroed")
-    control, control_samples = evaluate(write_control_model(model_dir), limit)
+    with torch_threads(DEMO_TORCH_THREADS):
+        logger.info("[1/4] training (cached after the first run)")
+        model_dir, seconds = train_demo_model(overrides, root)
+        logger.info("[2/4] evaluating the trained model on %d held-out questions", limit or HELD_OUT_DOCUMENTS)
+        trained, trained_samples = evaluate(model_dir, limit)
+        logger.info("[3/4] evaluating the control: the same model with its object tokens zeroed")
+        control, control_samples = evaluate(write_control_model(model_dir), limit)
     result = DemoResult(
         scores={"trained": trained, "control": control, "chance": chance_scores(limit)},
         model_dir=model_dir,
@@ -179,6 +205,8 @@ def run_demo(
         train_seconds=seconds,
         samples={"trained": trained_samples, "control": control_samples},
     )
+    if limit is None:
+        (model_dir / RESULTS).write_text(json.dumps(result.scores, indent=1))
     if picture:
         from .picture import draw_demo_picture
 
