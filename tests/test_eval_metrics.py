@@ -153,6 +153,12 @@ def test_caption_scores_rejects_bad_input() -> None:
         caption_scores({}, {})
 
 
+def test_caption_scores_without_java_says_what_to_install(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no `java`
+    with pytest.raises(RuntimeError, match=r"no `java` is on PATH: install a Java runtime .*default-jre-headless"):
+        caption_scores({"x": "a horse"}, {"x": [REFERENCE]})
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Multiple choice
 # ------------------------------------------------------------------------------------------------------------------

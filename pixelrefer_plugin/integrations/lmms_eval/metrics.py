@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -232,6 +233,11 @@ def caption_scores(
             "caption metrics need pycocoevalcap (and Java): pip install pycocoevalcap (lmms-eval installs it)"
         ) from exc
 
+    if shutil.which("java") is None:
+        raise RuntimeError(
+            "caption metrics run Java (the PTB tokenizer and METEOR of pycocoevalcap), and no `java` is on PATH: "
+            "install a Java runtime (Debian / Ubuntu: apt-get install default-jre-headless)"
+        )
     ids = sorted(predictions, key=str)
     # One tokenizer (Java) run for predictions and references together.
     tokenized = PTBTokenizer().tokenize(
