@@ -1,7 +1,7 @@
 """LLM judge over any OpenAI-compatible chat endpoint (OpenAI, Azure-style proxies, vLLM, SGLang, Ollama, ...).
 
 Several region benchmarks are scored by an LLM (Ferret-Bench, VideoRefer-Bench-D, DLC-Bench, Ref-L4 CLAIR; see
-``benchmarks.md`` §2). Judges differ between papers, so a score is only meaningful next to the judge that produced
+``docs/evaluation.md``). Judges differ between papers, so a score is only meaningful next to the judge that produced
 it: tasks report :meth:`Judge.record` with every judged metric.
 
 Configuration (environment variables, read by :meth:`JudgeConfig.from_env`):

@@ -1,4 +1,4 @@
-"""Metrics for the region-level benchmarks (see ``docs/evaluation.md`` and ``benchmarks.md`` §2).
+"""Metrics for the region-level benchmarks (see ``docs/evaluation.md``).
 
 Everything here runs offline on a CPU:
 

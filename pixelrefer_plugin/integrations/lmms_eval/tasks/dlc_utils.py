@@ -1,5 +1,5 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""Hooks of the DLC-Bench tasks (benchmarks.md §2.5; docs/evaluation.md, "DLC-Bench").
+"""Hooks of the DLC-Bench tasks (Describe Anything, arXiv 2504.16072; docs/evaluation.md, "DLC-Bench").
 
 The model writes a detailed description of the region. A TEXT-ONLY judge LLM (the `PIXELREFER_JUDGE_*` endpoint,
 `pixelrefer_plugin.integrations.lmms_eval.judge`) then answers, from the description alone, each object's
