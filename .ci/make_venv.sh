@@ -23,6 +23,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 export DS_BUILD_OPS=0
 
 if [ "$LOCK" != none ]; then
+    echo "$VENV: installing the $(grep -c '==' "$LOCK") packages of $LOCK (a minute or two; pip is quiet)"
     "${PIP[@]}" install -q --require-hashes --no-deps -r "$LOCK"
     # A venv made before holds exactly the lock afterwards: what the lock does not name is removed.
     extra=$("$VENV/bin/python" - "$LOCK" <<'PY'
@@ -34,6 +35,7 @@ print(" ".join(sorted(installed - locked - {"pixelrefer-plugin"})))
 PY
 )
     if [ -n "$extra" ]; then "${PIP[@]}" uninstall -q -y $extra; fi
+    echo "$VENV: installing pixelrefer-plugin from this folder (editable)"
     "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
     # The lock must be complete: the only requirement it may leave out is the CPU set's torchvision (pip also
     # calls decord's manylinux2010 wheel unsupported, though it imports and runs).
@@ -47,6 +49,7 @@ else
     cpu_torch=$(grep -o '^torch==[^ ]*' requirements/cpu-overrides.txt)
     constraints="$VENV/constraints.txt"
     if [ "$has_gpu" = 1 ]; then : > "$constraints"; else echo "$cpu_torch" > "$constraints"; fi
+    echo "$VENV: resolving and installing the newest versions pyproject.toml allows (a few minutes; pip is quiet)"
     "${PIP[@]}" install -q --upgrade pip
     "${PIP[@]}" install -q --upgrade --upgrade-strategy eager -c "$constraints" -e ".[all,dev]"
     if [ "$has_gpu" = 0 ]; then "${PIP[@]}" uninstall -q -y torchvision >/dev/null 2>&1 || true; fi
