@@ -144,11 +144,10 @@ def test_auto_classes_know_pixelrefer_after_a_light_import(first_use, tmp_path):
         import pixelrefer_plugin
         assert "transformers" not in sys.modules
         {first_use}
-        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoConfig, AutoModelForImageTextToText
+        from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
         config = AutoConfig.for_model("pixelrefer")
-        print(AutoModelForImageTextToText._model_mapping[type(config)].__name__,
-              AutoProcessor._model_mapping[type(config)].__name__ if hasattr(AutoProcessor, "_model_mapping")
-              else __import__("transformers").models.auto.processing_auto.PROCESSOR_MAPPING[type(config)].__name__)
+        print(AutoModelForImageTextToText._model_mapping[type(config)].__name__, PROCESSOR_MAPPING[type(config)].__name__)
         """
     result = run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
