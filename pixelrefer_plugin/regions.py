@@ -70,6 +70,12 @@ class ImageInputError(PixelReferInputError):
         super().__init__("images", expected, sample_index, image_index, item_name="image")
 
 
+def format_size(size: tuple[int, int]) -> str:
+    """An image size `(height, width)` as user-facing messages write it: `160x128 (width x height)`."""
+    height, width = size
+    return f"{width}x{height} (width x height)"
+
+
 def load_image(image: Any, sample_index: int | None = None, image_index: int | None = None) -> np.ndarray:
     """Read a PIL image, path, numpy array `(H, W[, 3|4])` or torch tensor `(H, W, 3)` / `(3, H, W)` as uint8 `(H, W, 3)`."""
     from PIL import Image, UnidentifiedImageError
@@ -201,7 +207,6 @@ def region_to_mask(
     """Turn one region dict into a validated, non-empty boolean mask of shape `image_size = (H, W)`."""
     kind = region_kind(region, sample_index, region_index)
     value = region[kind]
-    height, width = image_size
     if kind == "mask":
         mask = _mask_from_array(value, image_size, sample_index, region_index)
     elif kind == "rle":
@@ -219,7 +224,7 @@ def region_to_mask(
         mask = _mask_from_point(value, image_size, point_size, sample_index, region_index)
     if not mask.any():
         raise RegionInputError(
-            f"the {kind} covers no pixel of the {height}x{width} image; expected a non-empty region",
+            f"the {kind} covers no pixel of the {format_size(image_size)} image; expected a non-empty region",
             sample_index,
             region_index,
         )
@@ -260,7 +265,7 @@ def _mask_from_array(value: Any, image_size: tuple[int, int], sample_index: int,
         value = value[0]
     if value.shape != tuple(image_size):
         raise RegionInputError(
-            f"mask has shape {tuple(value.shape)} but its image is {image_size[0]}x{image_size[1]}; "
+            f"mask has shape {tuple(value.shape)} but its image is {format_size(image_size)}; "
             f"expected a mask of shape {tuple(image_size)}",
             sample_index,
             region_index,
@@ -281,7 +286,7 @@ def _mask_from_rle(value: Any, image_size: tuple[int, int], sample_index: int, r
     rle_height, rle_width = int(size[0]), int(size[1])
     if (rle_height, rle_width) != tuple(image_size):
         raise RegionInputError(
-            f"rle size is {rle_height}x{rle_width} but its image is {image_size[0]}x{image_size[1]}",
+            f"rle size is {format_size((rle_height, rle_width))} but its image is {format_size(image_size)}",
             sample_index,
             region_index,
         )
@@ -379,7 +384,7 @@ def _mask_from_box(
         )
     if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
         raise RegionInputError(
-            f"box {list(value)} ({box_format}) lies outside the {width}x{height} (width x height) image; expected "
+            f"box {list(value)} ({box_format}) lies outside the {format_size(image_size)} image; expected "
             f"0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}",
             sample_index,
             region_index,
@@ -396,7 +401,7 @@ def _mask_from_point(
     height, width = image_size
     if not (0 <= x < width and 0 <= y < height):
         raise RegionInputError(
-            f"point {list(value)} lies outside the {width}x{height} (width x height) image; expected "
+            f"point {list(value)} lies outside the {format_size(image_size)} image; expected "
             f"0 <= x < {width} and 0 <= y < {height}",
             sample_index,
             region_index,

@@ -20,7 +20,7 @@ from pixelrefer_plugin.demo.synthetic import (
     make_clip,
     write_held_out_documents,
 )
-from pixelrefer_plugin.demo.trained import RESULTS, ROWS, DemoResult, default_demo_dir
+from pixelrefer_plugin.demo.trained import COMPLETE, RESULTS, ROWS, DemoResult, default_demo_dir, train_demo_model
 from pixelrefer_plugin.integrations.lmms_eval.tasks.synthetic_utils import first_word, process_results
 from pixelrefer_plugin.training.data import RegionConversationDataset
 from pixelrefer_plugin.training.synthetic import write_synthetic_dataset
@@ -154,6 +154,10 @@ def test_reduced_demo_beats_the_zeroed_object_token_control(tmp_path, monkeypatc
 
     again = run_demo(overrides, picture=None, limit=8, root=tmp_path / "demo")
     assert again.train_seconds is None and again.model_dir == result.model_dir
+
+    (result.model_dir / COMPLETE).unlink()  # as if stopped after training, before writing the marker
+    assert train_demo_model(overrides, tmp_path / "demo") == (result.model_dir, None)
+    assert (result.model_dir / COMPLETE).exists()
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -223,14 +223,20 @@ BAD_FLAGS = {
     "box with 3 numbers": (["--box", "1,2,3"], ["--box '1,2,3'", "4 comma-separated numbers x0,y0,x1,y1"]),
     "box with text": (["--box", "1,2,three,4"], ["--box '1,2,three,4'", "'three' is not a number"]),
     "empty box": (["--box", "10,10,10,20"], ["--box '10,10,10,20'", "is empty; expected x1 > x0"]),
-    "box outside": (["--box", "0,0,300,20"], ["--box '0,0,300,20'", "outside the 224x160"]),
-    "point outside": (["--point", "224,20"], ["--point '224,20'", "outside the 224x160", "0 <= x < 224"]),
+    "box outside": (["--box", "0,0,300,20"], ["--box '0,0,300,20'", "outside the 224x160 (width x height)"]),
+    "point outside": (
+        ["--point", "224,20"],
+        ["--point '224,20'", "outside the 224x160 (width x height)", "0 <= x < 224"],
+    ),
     "point with 3 numbers": (["--point", "1,2,3"], ["--point '1,2,3'", "2 comma-separated numbers x,y"]),
     "mask of the wrong shape": (["--mask", "{folder}/small.npy"], ["--mask", "shape (10, 10)", "(160, 224)"]),
     "missing mask file": (["--mask", "{folder}/missing.png"], ["--mask", "missing.png", "no such file"]),
     "unreadable mask": (["--mask", "{folder}/broken.png"], ["--mask", "broken.png", "cannot read the mask image"]),
     "bad RLE JSON": (["--rle", '{"size": [160, 224], "counts": '], ["--rle", "invalid JSON"]),
-    "RLE of another size": (["--rle", '{"size": [10, 10], "counts": "0"}'], ["--rle", "rle size is 10x10"]),
+    "RLE of another size": (
+        ["--rle", '{"size": [10, 10], "counts": "0"}'],
+        ["--rle", "rle size is 10x10 (width x height)"],
+    ),
     "RLE neither JSON nor file": (["--rle", "{folder}/missing.json"], ["--rle", "or the path of a .json file"]),
     "question without <region>": (
         ["--box", "1,1,20,20", "--question", "What is this?"],
@@ -276,7 +282,7 @@ def test_bad_video_frames_exit_2_naming_the_flag(checkpoint, files, capsys, fram
 def test_a_mask_must_match_the_video_frame(checkpoint, files, capsys):
     args = ["--video", files["video"], "--frame", FRAME, "--mask", files["folder"] / "mask.png"]
     code, _, err = run_cli(capsys, "--model", checkpoint, *args)
-    assert code == 2 and "--mask" in err and "its image is 96x128" in err
+    assert code == 2 and "--mask" in err and "its image is 128x96 (width x height)" in err
 
 
 def test_bad_model_folders_exit_2_naming_model(files, capsys, tmp_path, monkeypatch):

@@ -187,7 +187,9 @@ def test_multi_image_record_places_objects_on_their_image(root):
     record["masks"][1]["rle"] = rle(box_mask((0, 0, 8, 8), size=(40, 40)))
     assert record_problems(record, 0, root) == []
     record["masks"][1]["rle"] = rle(box_mask(CAT_BOX))
-    assert [p.reason for p in record_problems(record, 0, root)] == ["rle size is 96x128 but its image is 40x40"]
+    assert [p.reason for p in record_problems(record, 0, root)] == [
+        "rle size is 128x96 (width x height) but its image is 40x40 (width x height)"
+    ]
 
     record["masks"][1]["image"] = 2
     assert [(p.field, "out of range" in p.reason) for p in record_problems(record, 0, root)] == [("masks[1]", True)]
@@ -381,7 +383,7 @@ BAD_RECORDS = {
         frames_record,
         _frame_file_of_another_size,
         "video[2]",
-        "frame is 40x40 but the first",
+        "frame is 40x40 (width x height) but the first",
     ),
     "missing frame file": (frames_record, _missing_frame_file, "video[1]", "frames/nope.png' does not exist"),
     "region count": (image_record, _count_mismatch, "masks", "2 mask(s) for 1 <region> placeholder(s)"),
@@ -389,12 +391,22 @@ BAD_RECORDS = {
     "uncompressed rle": (image_record, _uncompressed_rle_bad_sum, "masks[0]", "malformed rle"),
     "malformed polygon": (image_record, _malformed_polygon, "masks[1]", "polygon ring 0 has 4 numbers"),
     "not an annotation": (image_record, _not_an_annotation, "masks[1]", "expected a COCO RLE dict"),
-    "rle size": (image_record, _rle_size_mismatch, "masks[0]", "rle size is 48x64 but its image is 96x128"),
+    "rle size": (
+        image_record,
+        _rle_size_mismatch,
+        "masks[0]",
+        "rle size is 64x48 (width x height) but its image is 128x96 (width x height)",
+    ),
     "record height": (image_record, _record_size_mismatch, "height", "says height 100 but image"),
     "record width on video": (video_record, _record_width_on_video, "width", "first frame of video"),
     "empty mask": (image_record, _empty_mask, "masks[0]", "covers no pixel"),
     "polygon outside": (image_record, _polygon_outside, "masks[1]", "covers no pixel"),
-    "video rle size": (video_record, _video_rle_size_mismatch, 'masks[0]["1"]', "but its frame is 96x128"),
+    "video rle size": (
+        video_record,
+        _video_rle_size_mismatch,
+        'masks[0]["1"]',
+        "but its frame is 128x96 (width x height)",
+    ),
     "several frames (full)": (video_record, _several_frames_full, "masks[0]", "one frame per object, got 2"),
     "video object without frame": (video_record, _video_object_without_frame, "masks[0]", "without its frame index"),
     "frame out of range": (video_record, _frame_out_of_range, 'masks[0]["9"]', "the video has 4 frames (0..3)"),

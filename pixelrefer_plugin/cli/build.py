@@ -25,12 +25,13 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..presets import build_preset, load_preset
     from ..presets.hub import build_released
+    from .output import show
 
     preset = load_preset(args.name)
     if args.random_init or preset.hub_id is None:
         out = build_preset(args.name, args.out, tokenizer_path=args.tokenizer, seed=args.seed)
-        print(f"wrote {args.name} (random init) to {out}")
+        show(f"wrote {args.name} (random init) to {out}")
     else:
         out = build_released(preset, args.out)
-        print(f"wrote {args.name} (released weights of {preset.hub_id}) to {out}")
+        show(f"wrote {args.name} (released weights of {preset.hub_id}) to {out}")
     return 0

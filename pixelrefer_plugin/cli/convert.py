@@ -26,9 +26,10 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..conversion import convert_released_checkpoint
+    from .output import show
 
     out = convert_released_checkpoint(
         args.source, args.out, position_axis_swap=not args.no_position_axis_swap, overwrite=args.overwrite
     )
-    print(f"converted {args.source} to {out}")
+    show(f"converted {args.source} to {out}")
     return 0

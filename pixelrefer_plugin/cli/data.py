@@ -13,7 +13,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help="check region training data",
         description="Tools for region training data in the published PixelRefer layout (docs/data-format.md).",
     )
-    actions = parser.add_subparsers(dest="data_command", required=True)
+    actions = parser.add_subparsers(dest="data_command", metavar="{validate}", required=True)
     validate = actions.add_parser(
         "validate",
         help="check every record of a JSON / JSONL data file",

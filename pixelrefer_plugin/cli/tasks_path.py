@@ -14,11 +14,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         '(written once per package version): lmms-eval --include_path "$(pixelrefer tasks-path)" ...',
     )
     parser.add_argument("--refresh", action="store_true", help="rewrite the folder and its fixture data")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, uses_torch=False)  # light: `pixelrefer` skips its DeepSpeed check (torch import)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..integrations.lmms_eval.task_dir import tasks_path
+    from .output import show
 
-    print(tasks_path(refresh=args.refresh))
+    show(str(tasks_path(refresh=args.refresh)))
     return 0

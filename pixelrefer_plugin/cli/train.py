@@ -28,10 +28,18 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.recipe import load_recipe, parse_overrides
-    from ..training.trainer import run_training
+    from ..training.trainer import RunAlreadyComplete, run_training
+    from .output import show
 
     overrides = parse_overrides(args.overrides)
     if args.skip_invalid:
         overrides["data.skip_invalid"] = True
-    run_training(load_recipe(args.recipe, overrides))
+    try:
+        result = run_training(load_recipe(args.recipe, overrides))
+    except RunAlreadyComplete as done:
+        show(str(done))
+        return 0
+    loss = result.metrics.get("train_loss")
+    loss_text = f", train_loss {loss:.4g}" if isinstance(loss, (int, float)) else ""
+    show(f"trained {args.recipe} to step {result.global_step}{loss_text}; saved to {result.output_dir}")
     return 0

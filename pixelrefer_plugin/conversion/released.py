@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2Config
+from transformers import AutoTokenizer, PreTrainedConfig, PreTrainedTokenizerBase, Qwen2Config
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
@@ -145,11 +145,13 @@ def load_released_state_dict(source: Path) -> dict[str, torch.Tensor]:
     if safetensors_files:
         from safetensors.torch import load_file
 
+        logger.info("reading %d safetensors file(s) from %s", len(safetensors_files), source)
         state_dict = {}
         for file in safetensors_files:
             state_dict.update(load_file(file))
         return state_dict
     if bin_files:
+        logger.info("reading %d .bin file(s) from %s", len(bin_files), source)
         state_dict = {}
         for file in bin_files:
             try:
@@ -161,9 +163,13 @@ def load_released_state_dict(source: Path) -> dict[str, torch.Tensor]:
     raise ConversionError(f"{source} holds no weights (expected *.safetensors or pytorch_model*.bin files)")
 
 
-def load_released_tokenizer(source: Path) -> PreTrainedTokenizerBase:
+def load_released_tokenizer(source: Path, released: dict[str, Any] | None = None) -> PreTrainedTokenizerBase:
     """The checkpoint's tokenizer, with `<image>`, `<REGION>` and `<|video_pad|>` looked up (added when missing)."""
-    tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True, padding_side="left")
+    # Left alone, AutoTokenizer reads config.json, finds a model type transformers does not know and warns that it
+    # falls back to a generic config ("You are using a model of type `pixelrefer_qwen2` to instantiate a model of
+    # type ``"). Harmless (the tokenizer class comes from tokenizer_config.json): hand it that generic config.
+    config = PreTrainedConfig.from_dict(released if released is not None else read_released_config(source))
+    tokenizer = AutoTokenizer.from_pretrained(str(source), config=config, local_files_only=True, padding_side="left")
     missing = [token for token in (IMAGE_TOKEN, REGION_TOKEN, VIDEO_TOKEN) if token not in tokenizer.get_vocab()]
     if missing:
         logger.info("adding %s to the tokenizer", missing)
@@ -271,7 +277,9 @@ def convert_released_checkpoint(
         raise ConversionError(
             f"{destination} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
         )
-    tokenizer = load_released_tokenizer(source)
+    variant = RELEASED_MODEL_TYPES[released["model_type"]]
+    logger.info("converting %s (%s, %s variant)", source, released["model_type"], variant)
+    tokenizer = load_released_tokenizer(source, released)
     config = convert_released_config(released, tokenizer, position_axis_swap=position_axis_swap)
     state_dict = convert_state_dict(load_released_state_dict(source), config)
 
@@ -280,6 +288,7 @@ def convert_released_checkpoint(
     if destination.exists() and overwrite:
         shutil.rmtree(destination)
     destination.mkdir(parents=True, exist_ok=True)
+    logger.info("writing %d tensors, config, code and processor to %s", len(state_dict), destination)
     save_torch_state_dict(state_dict, destination, max_shard_size="5GB")
     config.architectures = [PixelReferForConditionalGeneration.__name__]
     with torch.device("meta"):  # copies the flat model code files next to the weights
@@ -287,12 +296,4 @@ def convert_released_checkpoint(
     config.save_pretrained(destination)
     generation_config_for(tokenizer).save_pretrained(destination)
     build_processor(config, tokenizer, image_settings_from_released(released)).save_pretrained(destination)
-    logger.info(
-        "converted %s (%s, %s variant, %d tensors) to %s",
-        source,
-        released["model_type"],
-        config.variant,
-        len(state_dict),
-        destination,
-    )
     return destination

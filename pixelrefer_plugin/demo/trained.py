@@ -106,7 +106,7 @@ def train_demo_model(overrides: dict[str, Any] | None = None, root: Path | None 
     """Train the tiny preset with the demo recipe (cached). Returns the model folder and the training time in seconds
     (None when the cached model was reused)."""
     from ..training.recipe import load_recipe
-    from ..training.trainer import run_training
+    from ..training.trainer import RunAlreadyComplete, run_training
 
     overrides = dict(overrides or {})
     recipe_path = demo_recipe_path()
@@ -123,7 +123,12 @@ def train_demo_model(overrides: dict[str, Any] | None = None, root: Path | None 
         output_dir,
     )
     start = time.perf_counter()
-    result = run_training(recipe)
+    try:
+        result = run_training(recipe)
+    except RunAlreadyComplete:  # an earlier run was stopped after training, before it wrote COMPLETE
+        logger.info("the training in %s had already finished", output_dir)
+        (output_dir / COMPLETE).write_text(json.dumps({"seconds": None, "metrics": {}}))
+        return output_dir, None
     seconds = time.perf_counter() - start
     (output_dir / COMPLETE).write_text(json.dumps({"seconds": seconds, "metrics": result.metrics}))
     return output_dir, seconds

@@ -130,7 +130,7 @@ def build_preset(name: str, out: str | Path, tokenizer_path: str | Path | None =
     """Write a self-contained random-init checkpoint of a preset to `out` (loads with `trust_remote_code=True`)."""
     out = Path(out)
     model, processor = build_model_and_processor(name, tokenizer_path, seed)
+    logger.info("writing %s (%d parameters, random init, seed %d) to %s", name, model.num_parameters(), seed, out)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    logger.info("wrote %s (%d parameters) to %s", name, model.num_parameters(), out)
     return out

@@ -49,5 +49,5 @@ def build_released(preset: Preset, out: str | Path) -> Path:
         raise HubUnavailableError(download_instructions(preset, out, reason)) from None
     except OSError as error:  # connection errors
         raise HubUnavailableError(download_instructions(preset, out, f"{type(error).__name__}: {error}")) from None
-    logger.info("converting %s from %s", preset.hub_id, source)
+    logger.info("using %s from %s", preset.hub_id, source)
     return convert_released_checkpoint(source, out)

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from ..regions import format_size
+
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("full", "lite")
@@ -39,6 +41,8 @@ IMAGE_TAG = "<image>"
 VIDEO_TAG = "<video>"
 REGION_TAG = "<region>"
 MAX_LISTED_PROBLEMS = 20
+# Checking records logs its progress every this many records (about 2 s of work on image records).
+PROGRESS_EVERY = 1000
 
 _SCENE_TAG_PATTERN = re.compile(r"(?:<image>|<video>)\n?")
 
@@ -266,8 +270,7 @@ class _RecordReader:
             if given is not None and given != real:
                 self.problem(
                     key,
-                    f"the record says {key} {given} but {what} is {actual[0]}x{actual[1]} (height x width); "
-                    f"expected {key} {real}",
+                    f"the record says {key} {given} but {what} is {format_size(actual)}; expected {key} {real}",
                 )
 
     # ------------------------------------------------------------------ images
@@ -443,7 +446,7 @@ class _RecordReader:
                     first = next(iter(frame_sizes))
                     self.problem(
                         name,
-                        f"frame is {frame_size[0]}x{frame_size[1]} but the first frame is {first[0]}x{first[1]}; "
+                        f"frame is {format_size(frame_size)} but the first frame is {format_size(first)}; "
                         "expected every frame of a video to have the same size",
                     )
                     continue
@@ -627,13 +630,20 @@ def record_problems(record: dict, index: int, root: str | Path, variant: str = "
     return _read_record(record, index, root, variant, check_files=True).problems
 
 
+def _read_all_records(records: Sequence[dict], root: str | Path, variant: str) -> list[_RecordReader]:
+    """Every record read and checked with its files (each file read once), logging progress on long data files."""
+    files = _FileInfo()
+    readers = []
+    for index, record in enumerate(records):
+        readers.append(_read_record(record, index, root, variant, check_files=True, files=files))
+        if (index + 1) % PROGRESS_EVERY == 0:
+            logger.info("checked %d / %d records", index + 1, len(records))
+    return readers
+
+
 def validate_records(records: Sequence[dict], root: str | Path, variant: str = "full") -> list[RecordProblem]:
     """Every problem of every record, in record order (each file is read once however many records use it)."""
-    files = _FileInfo()
-    problems: list[RecordProblem] = []
-    for index, record in enumerate(records):
-        problems.extend(_read_record(record, index, root, variant, check_files=True, files=files).problems)
-    return problems
+    return [problem for reader in _read_all_records(records, root, variant) for problem in reader.problems]
 
 
 def _sample(reader: _RecordReader) -> RegionSample:
@@ -697,8 +707,7 @@ class RegionConversationDataset(torch.utils.data.Dataset):
             records = list(path_or_records)
         self.root = Path(root)
         self.variant = variant
-        files = _FileInfo()
-        readers = [_read_record(r, i, root, variant, check_files=True, files=files) for i, r in enumerate(records)]
+        readers = _read_all_records(records, root, variant)
         problems = [problem for reader in readers for problem in reader.problems]
         if problems and not skip_invalid:
             raise DataValidationError(problems, len(records), source)

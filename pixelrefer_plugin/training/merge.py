@@ -29,11 +29,12 @@ def merge_adapter(adapter_dir: str | Path, out: str | Path, base: str | Path | N
     base = Path(base or json.loads(config_path.read_text())["base_model_name_or_path"])
     if not (base / "config.json").is_file():
         raise FileNotFoundError(f"base model {base} not found; pass it with --base")
+    logger.info("merging %s into its base model %s", adapter_dir, base)
     model = AutoModelForImageTextToText.from_pretrained(base, trust_remote_code=True, dtype=torch.float32)
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     out = Path(out)
+    logger.info("writing the merged model to %s", out)
     merged.save_pretrained(out)
     processor_source = adapter_dir if (adapter_dir / "processor_config.json").exists() else base
     AutoProcessor.from_pretrained(processor_source, trust_remote_code=True).save_pretrained(out)
-    logger.info("merged %s into %s -> %s", adapter_dir, base, out)
     return out

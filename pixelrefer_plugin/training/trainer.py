@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments
+from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .lora import apply_lora, parameter_groups
@@ -130,6 +131,25 @@ def last_complete_checkpoint(output_dir: Path) -> Path | None:
     return None
 
 
+class RunAlreadyComplete(Exception):
+    """`output_dir` already holds the result of a finished run; the message says how to train again."""
+
+
+def completed_run(output_dir: Path, args: TrainingArguments) -> TrainerState | None:
+    """The final state of a finished run in `output_dir` (its adapter or model saved, `trainer_state.json` written
+    last, at or past the steps `args` ask for), or None when training has something to do."""
+    state_path = output_dir / "trainer_state.json"
+    saved = any((output_dir / name).is_file() for name in ("adapter_config.json", "config.json"))
+    if not (saved and state_path.is_file()):
+        return None
+    state = TrainerState.load_from_json(str(state_path))
+    if args.max_steps > 0:
+        done = state.global_step >= args.max_steps
+    else:  # trained by epochs
+        done = state.epoch is not None and state.epoch >= args.num_train_epochs - 1e-6
+    return state if done else None
+
+
 def _wait_for_everyone() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -145,17 +165,30 @@ class TrainingResult:
     metrics: dict[str, Any]
     output_dir: Path
     base_model: Path
+    global_step: int = 0
 
 
 def run_training(recipe: Recipe) -> TrainingResult:
     """Train as the recipe says. Saves checkpoints to `output_dir/checkpoint-*` and, at the end, the adapter (or the
-    full model without LoRA) and the processor to `output_dir`."""
+    full model without LoRA) and the processor to `output_dir`.
+
+    Raises:
+        RunAlreadyComplete: with `resume: auto` (the default), when `output_dir` holds a finished run (nothing is
+            written).
+    """
     import pixelrefer_plugin  # noqa: F401  (registers the Auto classes)
 
     from .data import RegionDataCollator
 
     args = training_arguments(recipe)
     output_dir = Path(args.output_dir)
+    resume = recipe.training.get("resume", "auto")
+    finished = completed_run(output_dir, args) if resume == "auto" else None
+    if finished is not None:
+        raise RunAlreadyComplete(
+            f"{output_dir} already holds a finished run (step {finished.global_step} of {finished.max_steps}); to "
+            f"train again, set a new training.output_dir or remove {output_dir}"
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     base = prepare_base_model(recipe, output_dir, args.process_index == 0)
     _wait_for_everyone()
@@ -179,7 +212,6 @@ def run_training(recipe: Recipe) -> TrainingResult:
         processing_class=processor,
         learning_rates=learning_rates,
     )
-    resume = recipe.training.get("resume", "auto")
     checkpoint = None
     if resume == "auto":
         checkpoint = last_complete_checkpoint(output_dir)
@@ -191,7 +223,6 @@ def run_training(recipe: Recipe) -> TrainingResult:
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
-    metrics = dict(result.metrics)
-    trainer.log_metrics("train", metrics)
+    metrics = dict(result.metrics)  # the Trainer has logged them: the run's result is the caller's to show
     trainer.save_state()
-    return TrainingResult(trainer.model, processor, metrics, output_dir, base)
+    return TrainingResult(trainer.model, processor, metrics, output_dir, base, result.global_step)
