@@ -38,12 +38,7 @@ from transformers import AutoConfig, PreTrainedConfig  # noqa: E402
 from transformers.configuration_utils import SubConfigSpec  # noqa: E402
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig  # noqa: E402
 
-from .region_settings import (  # noqa: E402
-    REGION_SETTING_NAMES,
-    VARIANTS,
-    RegionSettingAttributes,
-    RegionSettings,
-)
+from .region_settings import VARIANTS, RegionSettingAttributes, RegionSettings  # noqa: E402
 
 
 class PixelReferConfig(RegionSettingAttributes, PreTrainedConfig):
@@ -118,7 +113,7 @@ class PixelReferConfig(RegionSettingAttributes, PreTrainedConfig):
         )
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        self.region_settings = _region_settings(self.variant, kwargs)
+        self.region_settings = RegionSettings.from_arguments(kwargs.pop("region_settings", None), self.variant, kwargs)
         super().__post_init__(**kwargs)
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
@@ -148,15 +143,6 @@ class PixelReferConfig(RegionSettingAttributes, PreTrainedConfig):
         return same_fields and self.region_settings == other.region_settings
 
     __hash__ = None
-
-
-def _region_settings(variant: str, kwargs: dict[str, Any]) -> RegionSettings:
-    """Pops `region_settings` and the flat region-setting keys (which take precedence) from `kwargs`."""
-    given = kwargs.pop("region_settings", None)
-    flat = {name: kwargs.pop(name) for name in REGION_SETTING_NAMES if name in kwargs}
-    if isinstance(given, RegionSettings):
-        return given.replace(**flat)
-    return RegionSettings.from_dict({**(given or {}), **flat}, variant=variant)
 
 
 __all__ = ["PixelReferConfig"]

@@ -14,7 +14,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .region_inputs import RegionInputCollector
-from .region_settings import REGION_SETTING_NAMES, VARIANTS, RegionSettingAttributes, RegionSettings
+from .region_settings import VARIANTS, RegionSettingAttributes, RegionSettings, pop_region_settings
 from .regions import PixelReferInputError, RegionInputError, load_image, region_parts, region_to_mask
 from .video_decoding import VideoClip, compression_mask, load_video
 
@@ -121,11 +121,7 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.variant = variant
-        flat = {name: kwargs.pop(name) for name in REGION_SETTING_NAMES if name in kwargs}
-        if isinstance(region_settings, RegionSettings):
-            self.region_settings = region_settings.replace(**flat)
-        else:
-            self.region_settings = RegionSettings.from_dict({**(region_settings or {}), **flat}, variant=variant)
+        self.region_settings = RegionSettings.from_arguments(region_settings, variant, kwargs)
         self.video_placeholder = video_placeholder
         self.video_token = video_token
         self.video_fps = video_fps
@@ -196,12 +192,11 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
         """Reads the flat region-setting keys of `processor_config.json`, and of keyword overrides, into
         `region_settings`."""
         processor_dict = dict(processor_dict)
-        saved = {name: processor_dict.pop(name) for name in REGION_SETTING_NAMES if name in processor_dict}
+        saved = pop_region_settings(processor_dict)
         given = kwargs.pop("region_settings", None)
         if given is not None:
             saved = given.to_dict() if isinstance(given, RegionSettings) else dict(given)
-        overrides = {name: kwargs.pop(name) for name in REGION_SETTING_NAMES if name in kwargs}
-        processor_dict["region_settings"] = {**saved, **overrides}
+        processor_dict["region_settings"] = {**saved, **pop_region_settings(kwargs)}
         return super().from_args_and_dict(args, processor_dict, **kwargs)
 
     def __call__(

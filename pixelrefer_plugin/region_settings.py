@@ -96,6 +96,17 @@ class RegionSettings:
             raise TypeError(f"not region settings: {unknown}; known: {list(REGION_SETTING_NAMES)}")
         return cls.for_variant(variant, **data)
 
+    @classmethod
+    def from_arguments(
+        cls, settings: RegionSettings | Mapping[str, Any] | None, variant: Variant, kwargs: dict[str, Any]
+    ) -> RegionSettings:
+        """Settings of a config or processor: `settings` (or the defaults of `variant`) with the flat region-setting
+        keywords of `kwargs` applied on top; those keywords are popped from `kwargs`."""
+        flat = pop_region_settings(kwargs)
+        if isinstance(settings, RegionSettings):
+            return settings.replace(**flat)
+        return cls.from_dict({**(settings or {}), **flat}, variant=variant)
+
     def to_dict(self) -> dict[str, Any]:
         """Flat `{name: value}` of every setting, as written to `config.json` and `processor_config.json`."""
         return asdict(self)
@@ -106,6 +117,11 @@ class RegionSettings:
 
 
 REGION_SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RegionSettings))
+
+
+def pop_region_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pops the flat region-setting keys (`mask_num`, ...) out of `kwargs` and returns them."""
+    return {name: kwargs.pop(name) for name in REGION_SETTING_NAMES if name in kwargs}
 
 
 class RegionSettingAttributes:
@@ -139,4 +155,11 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-__all__ = ["REGION_SETTING_NAMES", "VARIANTS", "RegionSettingAttributes", "RegionSettings", "Variant"]
+__all__ = [
+    "REGION_SETTING_NAMES",
+    "VARIANTS",
+    "RegionSettingAttributes",
+    "RegionSettings",
+    "Variant",
+    "pop_region_settings",
+]
