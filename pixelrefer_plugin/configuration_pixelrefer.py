@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import Any
+
 import transformers
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -35,18 +38,16 @@ from transformers import AutoConfig, PreTrainedConfig  # noqa: E402
 from transformers.configuration_utils import SubConfigSpec  # noqa: E402
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig  # noqa: E402
 
-from .region_geometry import CROP_RULES, GRID_ROUNDING_MODES  # noqa: E402
-
-VARIANTS = ("full", "lite")
+from .region_settings import VARIANTS, RegionSettingAttributes, RegionSettings  # noqa: E402
 
 
-class PixelReferConfig(PreTrainedConfig):
+class PixelReferConfig(RegionSettingAttributes, PreTrainedConfig):
     r"""
     Configuration of [`PixelReferForConditionalGeneration`].
 
     The base model is transformers' VideoLLaMA3 (`vision_config` for the SigLIP-NaViT encoder, `text_config` for the
     Qwen2 language model). The remaining fields are the constants of the Scale-Adaptive Object Tokenizer (SAOT), with the
-    published defaults.
+    published defaults; its region settings are grouped in `region_settings`.
 
     Args:
         text_config (`dict` or `PreTrainedConfig`, *optional*):
@@ -64,32 +65,15 @@ class PixelReferConfig(PreTrainedConfig):
             Id of the `<REGION>` token that object tokens replace.
         region_token (`str`, *optional*, defaults to `"<REGION>"`):
             The object-token placeholder string in the vocabulary.
-        mask_num (`int`, *optional*, defaults to 32):
-            Maximum number of object tokens per region (k-means target).
-        region_context_patches (`int`, *optional*, defaults to 2):
-            Context kept around a region's tight box when cropping, in patches (2 patches = 28 px).
-        region_min_patches (`int`, *optional*, defaults to 32):
-            Regions smaller than this many patches' worth of pixels are enlarged by an integer factor.
-        region_max_patches (`int`, *optional*, defaults to 100):
-            Regions larger than this many patches' worth of pixels are shrunk to about this size.
-        region_grid_rounding (`str`, *optional*, defaults to `"separable"`):
-            How the region mask is resampled to the crop grid: `"separable"` rounds after the row and the column pass
-            of the bilinear resample (the released models' uint8 behaviour), `"bilinear"` keeps cells with 2-D
-            bilinear coverage >= 0.5. See `region_geometry.region_grid_mask`.
-        kmeans_iters (`int`, *optional*, defaults to 5):
-            Lloyd iterations used to reduce a region's features to `mask_num` tokens.
-        kmeans_tol (`float`, *optional*, defaults to 1e-6):
-            A region's k-means stops early once no centroid moves by more than this.
-        region_crop_rule (`str`, *optional*, defaults to `"full"`):
-            Crop conventions of the released variant to follow (`"full"` or `"lite"`, see
-            `region_geometry.expanded_crop_box`).
+        region_settings ([`RegionSettings`] or `dict`, *optional*):
+            How regions become crops and object tokens (`mask_num`, `region_context_patches`, `region_min_patches`,
+            `region_max_patches`, `region_grid_rounding`, `region_crop_rule`, `region_max_pixels`, `point_size`,
+            `lite_local_size`, `lite_global_size`, `kmeans_iters`, `kmeans_tol`; see `region_settings.py`). Default:
+            `RegionSettings.for_variant(variant)`. Each setting may also be given, and is saved, as a flat keyword of
+            the same name (`mask_num=16`), which overrides `region_settings`; `config.mask_num` reads it.
         position_axis_swap (`bool`, *optional*, defaults to `True`):
             Reproduce the released checkpoints' position encoding, which reads the rows-first crop box as if it were
             `(x0, y0, x1, y1)`. Set `False` for the geometrically consistent encoding when training from scratch.
-        lite_local_size (`int`, *optional*, defaults to 224):
-            Side of the square each region's expanded crop is resized to as local context (Lite).
-        lite_global_size (`int`, *optional*, defaults to 336):
-            Side of the square each frame is resized to as global context (Lite).
         oci_num_heads (`int`, *optional*, defaults to 8):
             Attention heads of the Object-Centric Infusion cross-attentions (Lite).
         video_merge_size (`int`, *optional*, defaults to 2):
@@ -113,17 +97,7 @@ class PixelReferConfig(PreTrainedConfig):
     video_token_id: int = 151656
     region_token_id: int = 151668
     region_token: str = "<REGION>"
-    mask_num: int = 32
-    region_context_patches: int = 2
-    region_min_patches: int = 32
-    region_max_patches: int = 100
-    region_grid_rounding: str = "separable"
-    kmeans_iters: int = 5
-    kmeans_tol: float = 1e-6
-    region_crop_rule: str = "full"
     position_axis_swap: bool = True
-    lite_local_size: int = 224
-    lite_global_size: int = 336
     oci_num_heads: int = 8
     video_merge_size: int = 2
     tie_word_embeddings: bool = False
@@ -137,33 +111,38 @@ class PixelReferConfig(PreTrainedConfig):
                 "AutoModelForImageTextToText": "modeling_pixelrefer.PixelReferForConditionalGeneration",
             },
         )
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        self.region_settings = RegionSettings.from_arguments(kwargs.pop("region_settings", None), self.variant, kwargs)
         super().__post_init__(**kwargs)
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        for name in ("mask_num", "region_min_patches", "region_max_patches", "kmeans_iters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.region_crop_rule not in CROP_RULES:
-            raise ValueError(f"region_crop_rule must be one of {CROP_RULES}, got {self.region_crop_rule!r}")
         if self.variant == "lite" and self.vision_config.hidden_size % self.oci_num_heads:
             raise ValueError(
                 f"oci_num_heads ({self.oci_num_heads}) must divide the vision width ({self.vision_config.hidden_size})"
             )
         for name in ("lite_local_size", "lite_global_size"):
-            if getattr(self, name) % self.vision_config.patch_size:
-                raise ValueError(f"{name} must be a multiple of the patch size, got {getattr(self, name)}")
-        if self.region_context_patches < 0:
-            raise ValueError(f"region_context_patches must be >= 0, got {self.region_context_patches}")
-        if self.region_grid_rounding not in GRID_ROUNDING_MODES:
-            raise ValueError(
-                f"region_grid_rounding must be one of {GRID_ROUNDING_MODES}, got {self.region_grid_rounding!r}"
-            )
+            size = getattr(self.region_settings, name)
+            if size % self.vision_config.patch_size:
+                raise ValueError(f"{name} must be a multiple of the patch size, got {size}")
 
     @property
     def patch_size(self) -> int:
         return self.vision_config.patch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialises like `PreTrainedConfig.to_dict`, with the region settings as flat keys (`mask_num`, ...)."""
+        output = super().to_dict()
+        output.update(output.pop("region_settings").to_dict())
+        return output
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        same_fields = all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self))
+        return same_fields and self.region_settings == other.region_settings
+
+    __hash__ = None
 
 
 __all__ = ["PixelReferConfig"]

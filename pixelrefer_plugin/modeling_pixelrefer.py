@@ -163,7 +163,7 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
             raise ValueError(
                 f"input_ids hold {num_slots} {self.config.region_token} tokens but the regions produced "
                 f"{object_tokens.shape[0]} object tokens; the processor and the model must agree on mask_num "
-                f"({self.config.mask_num}) and on the region grid masks"
+                f"({self.config.region_settings.mask_num}) and on the region grid masks"
             )
         return inputs_embeds.masked_scatter(region_mask[..., None], object_tokens.to(inputs_embeds.dtype))
 

@@ -103,9 +103,9 @@ class PixelReferObjectTokenizer(nn.Module):
         super().__init__()
         vision_width = config.vision_config.hidden_size
         text_width = config.text_config.hidden_size
-        self.mask_num = config.mask_num
-        self.kmeans_iters = config.kmeans_iters
-        self.kmeans_tol = config.kmeans_tol
+        self.mask_num = config.region_settings.mask_num
+        self.kmeans_iters = config.region_settings.kmeans_iters
+        self.kmeans_tol = config.region_settings.kmeans_tol
         self.position_axis_swap = config.position_axis_swap
         self.pos_linear = nn.Linear(2, vision_width)
         self.feat_linear = nn.Sequential(

@@ -14,6 +14,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .region_inputs import RegionInputCollector
+from .region_settings import VARIANTS, RegionSettingAttributes, RegionSettings, pop_region_settings
 from .regions import PixelReferInputError, RegionInputError, load_image, region_parts, region_to_mask
 from .video_decoding import VideoClip, compression_mask, load_video
 
@@ -47,7 +48,7 @@ DEFAULT_CHAT_TEMPLATE = (
 LITE_CHAT_TEMPLATE = DEFAULT_CHAT_TEMPLATE.replace("'<image>\\n'", "''").replace("'<video>\\n'", "''")
 
 
-class PixelReferProcessor(ProcessorMixin):
+class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
     r"""
     Turns prompts, images and regions into the inputs of [`PixelReferForConditionalGeneration`].
 
@@ -68,21 +69,15 @@ class PixelReferProcessor(ProcessorMixin):
             Region placeholder in the prompt.
         region_token (`str`, *optional*, defaults to `"<REGION>"`):
             Object-token string in the vocabulary.
-        mask_num (`int`, *optional*, defaults to 32):
-            Maximum object tokens per region; must equal the model's `config.mask_num`.
-        region_context_patches, region_min_patches, region_max_patches, region_grid_rounding:
-            Crop geometry; must equal the model config's fields of the same names.
-        region_max_pixels (`int`, *optional*):
-            Pixel budget of one region crop (default: the image processor's `size["longest_edge"]`).
-        point_size (`int`, *optional*, defaults to 28):
-            Side in pixels of the square a `point` region stands for.
         variant (`str`, *optional*, defaults to `"full"`):
             `"full"` expands `<image>` / `<video>` to scene tokens; `"lite"` refuses them (object tokens only) and gives
             every region exactly `mask_num` tokens plus its local and global context images.
-        region_crop_rule (`str`, *optional*, defaults to `"full"`):
-            Released crop conventions to follow (`"full"` or `"lite"`).
-        lite_local_size, lite_global_size (`int`, *optional*, default to 224 and 336):
-            Sides of the Lite local-context and global-frame images.
+        region_settings ([`RegionSettings`] or `dict`, *optional*):
+            Crop geometry, grid rounding, `mask_num`, `region_max_pixels` (the crop pixel budget, default: the image
+            processor's `size["longest_edge"]`), `point_size` and the Lite context sizes; must match the model config's
+            `region_settings`. Default: `RegionSettings.for_variant(variant)`. Each setting may also be given, and is
+            saved, as a flat keyword of the same name (`region_max_patches=50`), which overrides `region_settings`;
+            `processor.mask_num` reads it.
         video_placeholder (`str`, *optional*, defaults to `"<video>"`):
             Video placeholder in the prompt (full variant).
         video_token (`str`, *optional*, defaults to `"<|video_pad|>"`):
@@ -109,17 +104,8 @@ class PixelReferProcessor(ProcessorMixin):
         image_token: str = "<image>",
         region_placeholder: str = "<region>",
         region_token: str = "<REGION>",
-        mask_num: int = 32,
-        region_context_patches: int = 2,
-        region_min_patches: int = 32,
-        region_max_patches: int = 100,
-        region_grid_rounding: str = "separable",
-        region_max_pixels: int | None = None,
-        point_size: int = 28,
         variant: str = "full",
-        region_crop_rule: str = "full",
-        lite_local_size: int = 224,
-        lite_global_size: int = 336,
+        region_settings: RegionSettings | Mapping[str, Any] | None = None,
         video_placeholder: str = "<video>",
         video_token: str = "<|video_pad|>",
         video_fps: float = 1.0,
@@ -132,19 +118,10 @@ class PixelReferProcessor(ProcessorMixin):
         self.image_token = image_token
         self.region_placeholder = region_placeholder
         self.region_token = region_token
-        self.mask_num = mask_num
-        self.region_context_patches = region_context_patches
-        self.region_min_patches = region_min_patches
-        self.region_max_patches = region_max_patches
-        self.region_grid_rounding = region_grid_rounding
-        self.region_max_pixels = region_max_pixels
-        self.point_size = point_size
-        if variant not in ("full", "lite"):
-            raise ValueError(f"variant must be 'full' or 'lite', got {variant!r}")
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.variant = variant
-        self.region_crop_rule = region_crop_rule
-        self.lite_local_size = lite_local_size
-        self.lite_global_size = lite_global_size
+        self.region_settings = RegionSettings.from_arguments(region_settings, variant, kwargs)
         self.video_placeholder = video_placeholder
         self.video_token = video_token
         self.video_fps = video_fps
@@ -199,10 +176,28 @@ class PixelReferProcessor(ProcessorMixin):
 
     @property
     def crop_pixel_budget(self) -> tuple[int, int]:
+        """`(min_pixels, max_pixels)` of one region crop."""
         size = self.image_processor.size
-        min_pixels = size["shortest_edge"]
-        max_pixels = self.region_max_pixels if self.region_max_pixels is not None else size["longest_edge"]
-        return min_pixels, max_pixels
+        max_pixels = self.region_settings.region_max_pixels
+        return size["shortest_edge"], max_pixels if max_pixels is not None else size["longest_edge"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialises like `ProcessorMixin.to_dict`, with the region settings as flat keys (`mask_num`, ...)."""
+        output = super().to_dict()
+        output.update(output.pop("region_settings").to_dict())
+        return output
+
+    @classmethod
+    def from_args_and_dict(cls, args, processor_dict: dict[str, Any], **kwargs):
+        """Reads the flat region-setting keys of `processor_config.json`, and of keyword overrides, into
+        `region_settings`."""
+        processor_dict = dict(processor_dict)
+        saved = pop_region_settings(processor_dict)
+        given = kwargs.pop("region_settings", None)
+        if given is not None:
+            saved = given.to_dict() if isinstance(given, RegionSettings) else dict(given)
+        processor_dict["region_settings"] = {**saved, **pop_region_settings(kwargs)}
+        return super().from_args_and_dict(args, processor_dict, **kwargs)
 
     def __call__(
         self,
@@ -241,19 +236,13 @@ class PixelReferProcessor(ProcessorMixin):
         per_sample_videos = self._per_sample(videos, len(texts), "videos", is_item=_looks_like_video)
         per_sample_regions = self._per_sample(regions, len(texts), "regions", is_item=lambda x: isinstance(x, Mapping))
         lite = self.variant == "lite"
+        min_pixels, max_pixels = self.crop_pixel_budget
         collector = RegionInputCollector(
+            settings=self.region_settings,
             patch_size=self.patch_size,
-            context_patches=self.region_context_patches,
-            min_patches=self.region_min_patches,
-            max_patches=self.region_max_patches,
-            grid_rounding=self.region_grid_rounding,
-            crop_rule=self.region_crop_rule,
-            min_pixels=self.crop_pixel_budget[0],
-            max_pixels=self.crop_pixel_budget[1],
-            mask_num=self.mask_num,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
             lite=lite,
-            local_size=self.lite_local_size,
-            global_size=self.lite_global_size,
         )
 
         scene_images: list[np.ndarray] = []
@@ -273,7 +262,9 @@ class PixelReferProcessor(ProcessorMixin):
                 frames = self._region_frames(source, index, parts, loaded, clips, sample_index, region_index)
                 counts = []
                 for (frame_number, part), frame in zip(parts, frames, strict=True):
-                    mask = region_to_mask(part, frame.shape[:2], sample_index, region_index, self.point_size)
+                    mask = region_to_mask(
+                        part, frame.shape[:2], sample_index, region_index, self.region_settings.point_size
+                    )
                     counts.append(collector.add(mask, frame, (sample_index, source, index, frame_number)))
                 if lite and source == "video":
                     timestamps = [clips[index].region_timestamps[number] for number, _ in parts]

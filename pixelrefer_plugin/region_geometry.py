@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+CropRule = Literal["full", "lite"]
+GridRounding = Literal["separable", "bilinear", "any"]
+CROP_RULES: tuple[str, ...] = get_args(CropRule)
+GRID_ROUNDING_MODES: tuple[str, ...] = get_args(GridRounding)
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class CropPlan:
     image_size: tuple[int, int]
     area: int
     patch_size: int
-    rule: str = "full"
+    rule: CropRule = "full"
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -64,11 +70,8 @@ def mask_bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
 
 
-CROP_RULES = ("full", "lite")
-
-
 def expanded_crop_box(
-    tight_box: tuple[int, int, int, int], image_size: tuple[int, int], context: int, rule: str = "full"
+    tight_box: tuple[int, int, int, int], image_size: tuple[int, int], context: int, rule: CropRule = "full"
 ) -> tuple[int, int, int, int]:
     """Pad a tight inclusive box by `context` pixels and clip it to the image, as the released models do.
 
@@ -137,15 +140,25 @@ def fit_pixel_budget(size: tuple[int, int], patch_size: int, min_pixels: int, ma
 
 def plan_region_crop(
     mask: np.ndarray,
+    *,
     patch_size: int,
     context_patches: int,
     min_patches: int,
     max_patches: int,
     min_pixels: int,
     max_pixels: int,
-    rule: str = "full",
+    rule: CropRule = "full",
 ) -> CropPlan:
-    """Crop plan of one region given its full-image boolean mask `(H, W)` (must be non-empty)."""
+    """Crop plan of one region given its full-image boolean mask `(H, W)` (must be non-empty).
+
+    Args:
+        mask: `(H, W)` bool, non-empty.
+        patch_size: patch side of the vision encoder.
+        context_patches: context kept around the tight box, in patches (see `expanded_crop_box`).
+        min_patches, max_patches: scale thresholds (see `region_scale`).
+        min_pixels, max_pixels: pixel budget of the rescaled crop (see `fit_pixel_budget`).
+        rule: released crop conventions to follow, `"full"` or `"lite"`.
+    """
     image_size = (int(mask.shape[0]), int(mask.shape[1]))
     area = int(mask.sum())
     box = expanded_crop_box(mask_bounding_box(mask), image_size, context_patches * patch_size, rule)
@@ -194,10 +207,7 @@ def crop_and_resize_image(image: np.ndarray, plan: CropPlan) -> np.ndarray:
     return resize_image(image[top:bottom, left:right], plan.resized_size, area_when_shrinking=plan.rule == "lite")
 
 
-GRID_ROUNDING_MODES = ("separable", "bilinear", "any")
-
-
-def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: str = "separable") -> np.ndarray:
+def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: GridRounding = "separable") -> np.ndarray:
     """Boolean mask of the crop's encoder grid cells that belong to the region.
 
     The cropped mask is resampled bilinearly (`align_corners=False`, no antialias) to the crop grid:

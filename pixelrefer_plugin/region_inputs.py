@@ -11,28 +11,28 @@ import numpy as np
 import torch
 
 from .region_geometry import crop_and_resize_image, plan_region_crop, region_grid_mask, resize_image
+from .region_settings import RegionSettings
 
 
 @dataclass
 class RegionInputCollector:
     """Turns (mask, frame) pairs into crop patches and bookkeeping, one "unit" per region and masked frame.
 
-    With `lite=True` each unit also gets its local context (the expanded crop resized to `local_size²`) and the frame
-    it lies on is resized to `global_size²` once, however many units share it.
+    With `lite=True` each unit also gets its local context (the expanded crop resized to `lite_local_size²`) and the
+    frame it lies on is resized to `lite_global_size²` once, however many units share it.
+
+    Attributes:
+        settings: crop geometry, grid rounding, token count and Lite context sizes.
+        patch_size: patch side of the vision encoder.
+        min_pixels, max_pixels: pixel budget of one region crop.
+        lite: collect the Lite context images and give every unit `mask_num` tokens.
     """
 
+    settings: RegionSettings
     patch_size: int
-    context_patches: int
-    min_patches: int
-    max_patches: int
-    grid_rounding: str
-    crop_rule: str
     min_pixels: int
     max_pixels: int
-    mask_num: int
     lite: bool = False
-    local_size: int = 224
-    global_size: int = 336
     crops: list[np.ndarray] = field(default_factory=list)
     grid_masks: list[np.ndarray] = field(default_factory=list)
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
@@ -50,32 +50,33 @@ class RegionInputCollector:
             image: `(H, W, 3)` uint8 frame the mask lies on.
             frame_key: identifies the frame within the batch (units on the same frame share its global context).
         """
+        settings = self.settings
         plan = plan_region_crop(
             mask,
-            self.patch_size,
-            self.context_patches,
-            self.min_patches,
-            self.max_patches,
-            self.min_pixels,
-            self.max_pixels,
-            rule=self.crop_rule,
+            patch_size=self.patch_size,
+            context_patches=settings.region_context_patches,
+            min_patches=settings.region_min_patches,
+            max_patches=settings.region_max_patches,
+            min_pixels=self.min_pixels,
+            max_pixels=self.max_pixels,
+            rule=settings.region_crop_rule,
         )
-        grid = region_grid_mask(mask, plan, self.grid_rounding)
+        grid = region_grid_mask(mask, plan, settings.region_grid_rounding)
         self.crops.append(crop_and_resize_image(image, plan))
         self.grid_masks.append(grid.reshape(-1))
         self.boxes.append(plan.position_box)
         self.image_sizes.append(plan.image_size)
         if not self.lite:
-            return min(self.mask_num, int(grid.sum()))
+            return min(settings.mask_num, int(grid.sum()))
         top, left, bottom, right = plan.box
-        size = (self.local_size, self.local_size)
+        size = (settings.lite_local_size, settings.lite_local_size)
         self.local_images.append(resize_image(image[top:bottom, left:right], size, area_when_shrinking=True))
         if frame_key not in self.frame_keys:
             self.frame_keys[frame_key] = len(self.frame_images)
-            size = (self.global_size, self.global_size)
+            size = (settings.lite_global_size, settings.lite_global_size)
             self.frame_images.append(resize_image(image, size, area_when_shrinking=True))
         self.frame_index.append(self.frame_keys[frame_key])
-        return self.mask_num
+        return settings.mask_num
 
     def __len__(self) -> int:
         return len(self.crops)

@@ -108,6 +108,7 @@ def test_saved_checkpoint_is_self_contained(tiny, tmp_path):
         "processing_pixelrefer",
         "object_tokenizer",
         "region_geometry",
+        "region_settings",
         "regions",
     ):
         tree = ast.parse((tmp_path / f"{name}.py").read_text())

@@ -56,7 +56,16 @@ def test_region_placeholders_expand_to_the_grid_mask_token_counts(tiny_processor
     expected = []
     for index, region in enumerate(regions):
         mask = region_to_mask(region, image.shape[:2], 0, index, tiny_processor.point_size)
-        plan = plan_region_crop(mask, 14, 2, 32, 100, *tiny_processor.crop_pixel_budget)
+        min_pixels, max_pixels = tiny_processor.crop_pixel_budget
+        plan = plan_region_crop(
+            mask,
+            patch_size=14,
+            context_patches=2,
+            min_patches=32,
+            max_patches=100,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+        )
         expected.append(min(32, int(region_grid_mask(mask, plan, tiny_processor.region_grid_rounding).sum())))
     assert region_spans(tiny_processor, inputs["input_ids"][0]) == expected
 

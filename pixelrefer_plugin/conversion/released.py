@@ -27,29 +27,15 @@ from transformers.models.video_llama_3.configuration_video_llama_3 import VideoL
 from ..configuration_pixelrefer import PixelReferConfig
 from ..modeling_pixelrefer import PixelReferForConditionalGeneration
 from ..presets.builder import IMAGE_TOKEN, REGION_TOKEN, VIDEO_TOKEN, build_processor, generation_config_for
+from ..region_settings import RegionSettings
 
 logger = logging.getLogger(__name__)
 
 RELEASED_MODEL_TYPES = {"pixelrefer_qwen2": "full", "pixelreferlite_qwen2": "lite"}
 
-# Settings that reproduce the released semantics, per variant (see docs/model.md, "Compatibility").
-COMPAT_FLAGS = {
-    "full": {
-        "region_crop_rule": "full",
-        "region_grid_rounding": "separable",
-        "region_max_patches": 100,
-        "kmeans_iters": 5,
-    },
-    "lite": {
-        "region_crop_rule": "lite",
-        "region_grid_rounding": "any",
-        "region_max_patches": 50,
-        "kmeans_iters": 3,
-        "oci_num_heads": 8,
-        "lite_local_size": 224,
-        "lite_global_size": 336,
-    },
-}
+# Model settings that reproduce the released semantics beyond the variant's region settings, which
+# `RegionSettings.for_variant` gives (see docs/model.md, "Compatibility").
+COMPAT_FLAGS = {"full": {}, "lite": {"oci_num_heads": 8}}
 
 # The vision encoder the released models use (VL3-SigLIP-NaViT), when config.json carries no `vision_encoder_config`.
 DEFAULT_VISION_CONFIG = {
@@ -193,7 +179,7 @@ def convert_released_config(
         video_token_id=tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
         region_token_id=tokenizer.convert_tokens_to_ids(REGION_TOKEN),
         region_token=REGION_TOKEN,
-        mask_num=int(released.get("mask_num", 32)),
+        region_settings=RegionSettings.for_variant(variant, mask_num=int(released.get("mask_num", 32))),
         video_merge_size=int(released.get("spatial_merge_size", 2)),
         position_axis_swap=position_axis_swap,
         dtype=dtype,

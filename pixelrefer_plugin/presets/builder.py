@@ -66,13 +66,14 @@ def build_processor(
     """The processor matching a model config.
 
     Args:
-        config: supplies variant and every geometry constant the processor shares with the model.
+        config: supplies variant, `video_merge_size` and the region settings the processor shares with the model.
         tokenizer: with `<image>`, `<REGION>` (and `<|video_pad|>` for the full variant).
-        image_settings: `min_pixels`, `max_pixels` (scene images), optional `region_max_pixels`, `image_mean`,
-            `image_std`, and `video` (`fps`, `max_frames`, `max_pixels`, `compression_threshold`).
+        image_settings: `min_pixels`, `max_pixels` (scene images), optional `region_max_pixels` (crops, replaces the
+            config's), `image_mean`, `image_std`, and `video` (`fps`, `max_frames`, `max_pixels`,
+            `compression_threshold`).
     """
     settings = dict(image_settings)
-    region_max_pixels = settings.pop("region_max_pixels", None)
+    region_max_pixels = settings.pop("region_max_pixels", config.region_settings.region_max_pixels)
     video = {f"video_{key}": value for key, value in settings.pop("video", {}).items()}
     image_processor = VideoLlama3ImageProcessorPil(
         min_pixels=settings.pop("min_pixels"), max_pixels=settings.pop("max_pixels"), merge_size=1, **settings
@@ -81,15 +82,7 @@ def build_processor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         variant=config.variant,
-        mask_num=config.mask_num,
-        region_context_patches=config.region_context_patches,
-        region_min_patches=config.region_min_patches,
-        region_max_patches=config.region_max_patches,
-        region_grid_rounding=config.region_grid_rounding,
-        region_crop_rule=config.region_crop_rule,
-        lite_local_size=config.lite_local_size,
-        lite_global_size=config.lite_global_size,
-        region_max_pixels=region_max_pixels,
+        region_settings=config.region_settings.replace(region_max_pixels=region_max_pixels),
         video_merge_size=config.video_merge_size,
         **video,
     )

@@ -77,7 +77,7 @@ def released_config(model: PixelReferForConditionalGeneration) -> dict:
         "spatial_merge_size": 2,
         "mm_max_length": 8192,
         "use_token_compression": True,
-        "mask_num": config.mask_num,
+        "mask_num": config.region_settings.mask_num,
         "image_token_index": config.image_token_id,
         "region_token_index": config.region_token_id,
         "vision_encoder_config": {
