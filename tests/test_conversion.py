@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from test_export import REMOTE_SCRIPT
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from pixelrefer_plugin.checkpoint_folders import OutputFolderError
 from pixelrefer_plugin.cli import main as cli_main
 from pixelrefer_plugin.conversion import ConversionError, convert_released_checkpoint
 from pixelrefer_plugin.conversion.released import vision_config_from_released
@@ -230,7 +231,7 @@ def test_refuses_folders_without_config_or_weights_and_non_empty_outputs(models,
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "file").write_text("x")
-    with pytest.raises(ConversionError, match="not empty"):
+    with pytest.raises(OutputFolderError, match="not empty"):
         convert_released_checkpoint(source, busy)
     assert convert_released_checkpoint(source, busy, overwrite=True) == busy
 

@@ -19,6 +19,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--random-init", action="store_true", help="random weights instead of the released ones")
     parser.add_argument("--tokenizer", help="local folder with the preset's tokenizer files (with --random-init)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     parser.set_defaults(run=run)
 
 
@@ -29,9 +30,11 @@ def run(args: argparse.Namespace) -> int:
 
     preset = load_preset(args.name)
     if args.random_init or preset.hub_id is None:
-        out = build_preset(args.name, args.out, tokenizer_path=args.tokenizer, seed=args.seed)
+        out = build_preset(
+            args.name, args.out, tokenizer_path=args.tokenizer, seed=args.seed, overwrite=args.overwrite
+        )
         show(f"wrote {args.name} (random init) to {out}")
     else:
-        out = build_released(preset, args.out)
+        out = build_released(preset, args.out, overwrite=args.overwrite)
         show(f"wrote {args.name} (released weights of {preset.hub_id}) to {out}")
     return 0

@@ -17,6 +17,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("adapter", help="adapter folder (training output_dir or a checkpoint-* folder)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--base", help="base checkpoint (default: the one recorded in adapter_config.json)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     parser.set_defaults(run=run)
 
 
@@ -24,6 +25,6 @@ def run(args: argparse.Namespace) -> int:
     from ..training.merge import merge_adapter
     from .output import show
 
-    out = merge_adapter(args.adapter, args.out, args.base)
+    out = merge_adapter(args.adapter, args.out, args.base, overwrite=args.overwrite)
     show(f"merged {args.adapter} into {out}")
     return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from transformers import AutoTokenizer, PreTrainedConfig, PreTrainedTokenizerBas
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
+from ..checkpoint_folders import check_destination, checkpoint_folder
 from ..configuration_pixelrefer import PixelReferConfig
 from ..modeling_pixelrefer import PixelReferForConditionalGeneration
 from ..presets.builder import IMAGE_TOKEN, REGION_TOKEN, VIDEO_TOKEN, build_processor, generation_config_for
@@ -259,10 +259,7 @@ def convert_released_checkpoint(
     """
     source, destination = Path(source), Path(destination)
     released = read_released_config(source)
-    if destination.exists() and any(destination.iterdir()) and not overwrite:
-        raise ConversionError(
-            f"{destination} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
-        )
+    check_destination(destination, overwrite, sources=[source])
     variant = RELEASED_MODEL_TYPES[released["model_type"]]
     logger.info("converting %s (%s, %s variant)", source, released["model_type"], variant)
     tokenizer = load_released_tokenizer(source, released)
@@ -271,15 +268,13 @@ def convert_released_checkpoint(
 
     from huggingface_hub import save_torch_state_dict
 
-    if destination.exists() and overwrite:
-        shutil.rmtree(destination)
-    destination.mkdir(parents=True, exist_ok=True)
     logger.info("writing %d tensors, config, code and processor to %s", len(state_dict), destination)
-    save_torch_state_dict(state_dict, destination, max_shard_size="5GB")
-    config.architectures = [PixelReferForConditionalGeneration.__name__]
-    with torch.device("meta"):  # copies the flat model code files next to the weights
-        custom_object_save(PixelReferForConditionalGeneration(config), destination, config=config)
-    config.save_pretrained(destination)
-    generation_config_for(tokenizer).save_pretrained(destination)
-    build_processor(config, tokenizer, image_settings_from_released(released)).save_pretrained(destination)
+    with checkpoint_folder(destination, overwrite, sources=[source]) as partial:
+        save_torch_state_dict(state_dict, partial, max_shard_size="5GB")
+        config.architectures = [PixelReferForConditionalGeneration.__name__]
+        with torch.device("meta"):  # copies the flat model code files next to the weights
+            custom_object_save(PixelReferForConditionalGeneration(config), partial, config=config)
+        config.save_pretrained(partial)
+        generation_config_for(tokenizer).save_pretrained(partial)
+        build_processor(config, tokenizer, image_settings_from_released(released)).save_pretrained(partial)
     return destination

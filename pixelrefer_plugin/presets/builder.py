@@ -11,6 +11,7 @@ import torch
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 from transformers.models.video_llama_3.image_processing_pil_video_llama_3 import VideoLlama3ImageProcessorPil
 
+from ..checkpoint_folders import check_destination, checkpoint_folder
 from ..configuration_pixelrefer import PixelReferConfig
 from ..modeling_pixelrefer import PixelReferForConditionalGeneration
 from ..processing_pixelrefer import PixelReferProcessor
@@ -119,11 +120,19 @@ def build_model_and_processor(
     return model.eval(), build_processor(config, tokenizer, preset.image_processor)
 
 
-def build_preset(name: str, out: str | Path, tokenizer_path: str | Path | None = None, seed: int = 0) -> Path:
-    """Write a self-contained random-init checkpoint of a preset to `out` (loads with `trust_remote_code=True`)."""
+def build_preset(
+    name: str, out: str | Path, tokenizer_path: str | Path | None = None, seed: int = 0, overwrite: bool = False
+) -> Path:
+    """Write a self-contained random-init checkpoint of a preset to `out` (loads with `trust_remote_code=True`).
+
+    Raises:
+        OutputFolderError: `out` is not empty and `overwrite` is not set.
+    """
     out = Path(out)
+    check_destination(out, overwrite)
     model, processor = build_model_and_processor(name, tokenizer_path, seed)
     logger.info("writing %s (%d parameters, random init, seed %d) to %s", name, model.num_parameters(), seed, out)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    with checkpoint_folder(out, overwrite) as partial:
+        model.save_pretrained(partial)
+        processor.save_pretrained(partial)
     return out

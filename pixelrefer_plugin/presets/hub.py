@@ -28,8 +28,9 @@ def download_instructions(preset: Preset, out: str | Path, reason: str) -> str:
     )
 
 
-def build_released(preset: Preset, out: str | Path) -> Path:
-    """Download `preset.hub_id` (or use the local hub cache) and convert it into `out`.
+def build_released(preset: Preset, out: str | Path, overwrite: bool = False) -> Path:
+    """Download `preset.hub_id` (or use the local hub cache) and convert it into `out` (replacing a non-empty `out`
+    only with `overwrite`).
 
     Raises:
         HubUnavailableError: offline (`HF_HUB_OFFLINE=1`) without a cached copy, or the hub cannot be reached.
@@ -37,10 +38,12 @@ def build_released(preset: Preset, out: str | Path) -> Path:
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from ..checkpoint_folders import check_destination
     from ..conversion import convert_released_checkpoint
 
     if preset.hub_id is None:
         raise ValueError(f"preset {preset.name!r} has no released weights; build it with random init")
+    check_destination(Path(out), overwrite)  # before a download of several GB
     offline = bool(constants.HF_HUB_OFFLINE)
     try:
         source = snapshot_download(preset.hub_id, local_files_only=offline)
@@ -50,4 +53,4 @@ def build_released(preset: Preset, out: str | Path) -> Path:
     except OSError as error:  # connection errors
         raise HubUnavailableError(download_instructions(preset, out, f"{type(error).__name__}: {error}")) from None
     logger.info("using %s from %s", preset.hub_id, source)
-    return convert_released_checkpoint(source, out)
+    return convert_released_checkpoint(source, out, overwrite=overwrite)

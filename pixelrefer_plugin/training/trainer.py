@@ -60,7 +60,8 @@ def prepare_base_model(recipe: Recipe, output_dir: Path, is_main_process: bool) 
         raise ValueError(f"model {recipe.model!r} is neither a checkpoint directory nor a preset ({list_presets()})")
     base = output_dir / BASE_MODEL_DIR
     if is_main_process and not (base / "config.json").exists():
-        build_preset(recipe.model, base, seed=int(recipe.training.get("seed", 42)))
+        # overwrite: a base-model folder without config.json is an unfinished write of this run's own
+        build_preset(recipe.model, base, seed=int(recipe.training.get("seed", 42)), overwrite=True)
     return base
 
 
