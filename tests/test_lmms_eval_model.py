@@ -345,6 +345,18 @@ def test_wrapper_arguments_and_defaults(checkpoints, wrappers):
         PixelReferSimple(pretrained=str(checkpoints["full"]), device="cpu", dtype="int8")
 
 
+@pytest.mark.parametrize("typo", ["max_new_token", "devise"])
+def test_unknown_model_arguments_are_refused_with_the_known_ones(checkpoints, typo):
+    with pytest.raises(ValueError, match=rf"unknown argument\(s\) \['{typo}'\]; known: \['pretrained', 'device'"):
+        PixelReferSimple.create_from_arg_string(f"pretrained={checkpoints['full']},{typo}=3")
+
+
+@pytest.mark.parametrize("pretrained", ["/nonexistent", "./missing-folder", "~/missing/folder", "a/b/c"])
+def test_a_missing_checkpoint_folder_is_named(pretrained):
+    with pytest.raises(FileNotFoundError, match=f"pretrained={pretrained}: no such checkpoint folder"):
+        PixelReferSimple(pretrained=pretrained, device="cpu")
+
+
 def test_manifest_resolves_chat_and_simple_classes():
     from lmms_eval.models.registry_v2 import ModelRegistryV2
 

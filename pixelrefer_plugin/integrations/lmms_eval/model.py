@@ -9,8 +9,10 @@ for the prompt.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,6 +53,15 @@ _GENERATE_KWARGS = (
 _IGNORED_GEN_KWARGS = ("image_aspect_ratio", "modalities", "max_length")
 _IGNORED_MODEL_ARGS = ("max_batch_size",)
 _DTYPE_NAMES = ("auto", "float32", "fp32", "float", "bfloat16", "bf16", "float16", "fp16", "half")
+
+
+def _check_local_checkpoint(pretrained: str) -> None:
+    """A `pretrained` written as a path (absolute, `./`, `../`, `~`, or several `/`) must be an existing folder; a
+    Hub id (`org/name`) is left to `from_pretrained`."""
+    path = Path(pretrained).expanduser()
+    looks_local = path.is_absolute() or pretrained.startswith((".", "~")) or pretrained.count("/") > 1
+    if looks_local and not path.is_dir():
+        raise FileNotFoundError(f"--model_args pretrained={pretrained}: no such checkpoint folder")
 
 
 def _as_bool(value: Any, name: str) -> bool:
@@ -135,7 +146,7 @@ class PixelReferSimple(lmms):
         system_prompt: optional system message (PixelRefer is trained without one).
         use_cache: KV cache during generation.
         kwargs: other `--model_args` keys; `None` values (lmms-eval's unset `max_batch_size`, ...) are ignored, others
-            warned about.
+            refused with the list of known arguments.
     """
 
     is_simple = True
@@ -156,9 +167,12 @@ class PixelReferSimple(lmms):
         super().__init__()
         if dtype is None and kwargs.get("torch_dtype") is not None:  # the transformers 4.x name
             dtype = kwargs.pop("torch_dtype")
-        unknown = {key: value for key, value in kwargs.items() if value is not None and key not in _IGNORED_MODEL_ARGS}
+        unknown = sorted(key for key, value in kwargs.items() if value is not None and key not in _IGNORED_MODEL_ARGS)
         if unknown:
-            eval_logger.warning(f"PixelRefer: ignoring unknown model argument(s) {unknown}")
+            parameters = inspect.signature(PixelReferSimple.__init__).parameters.values()
+            known = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
+            raise ValueError(f"--model_args: unknown argument(s) {unknown}; known: {[*known, 'torch_dtype']}")
+        _check_local_checkpoint(pretrained)
         if isinstance(batch_size, str) and batch_size.startswith("auto"):
             eval_logger.warning(f"PixelRefer: batch_size={batch_size!r} is not supported; using 1")
             batch_size = 1
