@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 CropRule = Literal["full", "lite"]
-GridRounding = Literal["separable", "bilinear", "any"]
+GridRounding = Literal["separable", "bilinear", "any", "uint8", "opencv_any"]
 CROP_RULES: tuple[str, ...] = get_args(CropRule)
 GRID_ROUNDING_MODES: tuple[str, ...] = get_args(GridRounding)
 
@@ -207,19 +207,73 @@ def crop_and_resize_image(image: np.ndarray, plan: CropPlan) -> np.ndarray:
     return resize_image(image[top:bottom, left:right], plan.resized_size, area_when_shrinking=plan.rule == "lite")
 
 
-def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: GridRounding = "separable") -> np.ndarray:
+def torch_uint8_grid(crop: np.ndarray, grid_size: tuple[int, int]) -> torch.Tensor:
+    """Grid of the released full models: torch's uint8 bilinear kernel on the uint8 crop, a cell is in when `> 0`.
+
+    The public `pixelrefer/mm_utils.py` (`resize_image_mask`) resamples the uint8 crop with
+    `F.interpolate(cropping_mask[None, None], size=(resize_h//patch_size, resize_w//patch_size), mode='bilinear',
+    align_corners=False)`; the region encoder's `MaskPooling` keeps the cells with `mask > 0`. The call is made here
+    unchanged (CPU, as in the public processing), so whatever torch's uint8 kernel rounds, this rounds alike.
+
+    Args:
+        crop: `(h, w)` bool or 0/1 mask of the crop.
+        grid_size: `(rows, cols)` of the crop grid.
+
+    Returns:
+        bool tensor of shape `grid_size`.
+    """
+    cropping_mask = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.uint8))
+    resize_mask = F.interpolate(cropping_mask[None, None], size=grid_size, mode="bilinear", align_corners=False)[0, 0]
+    return resize_mask > 0
+
+
+def opencv_any_grid(crop: np.ndarray, grid_size: tuple[int, int]) -> torch.Tensor:
+    """Grid of the released Lite models: OpenCV's float bilinear resize of the crop, a cell is in when `> 0`.
+
+    The public `pixelreferlite/mm_utils.py` (`resize_image_mask`) resamples with
+    `cv2.resize(cropping_mask.astype(np.float32), (grid_w, grid_h), interpolation=cv2.INTER_LINEAR)`; the region
+    encoder casts the result to bfloat16 and its `MaskPooling` keeps the cells with `mask > 0`. The quirk: OpenCV
+    computes sample positions in double precision, so a sample that falls exactly on a pixel next to the region gets
+    a weight of about 1e-15 on the region and counts as in (torch's float resample, `"any"`, has such residues at
+    other samples instead).
+
+    Args:
+        crop: `(h, w)` bool or 0/1 mask of the crop.
+        grid_size: `(rows, cols)` of the crop grid.
+
+    Returns:
+        bool tensor of shape `grid_size`.
+    """
+    try:  # only this rule needs OpenCV; a try block also keeps it out of the remote code's required imports
+        import cv2
+    except ImportError as error:
+        raise ImportError(
+            'region_grid_rounding="opencv_any" needs OpenCV: pip install opencv-python-headless'
+        ) from error
+
+    grid_h, grid_w = grid_size
+    cropping_mask = np.ascontiguousarray(crop, dtype=np.uint8)
+    mask_small = cv2.resize(cropping_mask.astype(np.float32), (grid_w, grid_h), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(mask_small.reshape(grid_h, grid_w)).bfloat16() > 0
+
+
+def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: GridRounding = "uint8") -> np.ndarray:
     """Boolean mask of the crop's encoder grid cells that belong to the region.
 
     The cropped mask is resampled bilinearly (`align_corners=False`, no antialias) to the crop grid:
 
-    * `"separable"` (the released models): resample the rows, round to 0/1 (half up), then the columns, round again.
-      This is exactly what torch's uint8 bilinear kernel computes for the uint8 masks the released models were
-      trained on.
+    * `"uint8"` (the released full models): torch's uint8 bilinear kernel itself, cells `> 0` (`torch_uint8_grid`).
+    * `"opencv_any"` (the released Lite models): OpenCV's float bilinear resize itself, cells `> 0`, its ~1e-15
+      residues included (`opencv_any_grid`).
+    * `"separable"`: a float emulation of the uint8 kernel: resample the rows, round to 0/1 (half up), then the
+      columns, round again. It misses the kernel's fixed-point rounding at exact half-pixel positions (about 0.4 % of
+      masks gain or lose a cell against `"uint8"`).
     * `"bilinear"`: one 2-D bilinear resample, a cell is in when its coverage is `>= 0.5`.
-    * `"any"` (the released Lite models): one 2-D bilinear resample, a cell is in when its coverage is `> 0`.
+    * `"any"`: one 2-D bilinear resample, a cell is in when its coverage is `> 0`. Its float residues fall at other
+      samples than OpenCV's (about 1-2 % of masks gain or lose a cell against `"opencv_any"`).
 
-    A region too thin to be kept by the rounding keeps the single cell of highest 2-D coverage, so every region gets
-    at least one object token.
+    Our choice, in every mode: a region too thin to be kept by the rounding keeps the single cell of highest 2-D
+    coverage, so every region gets at least one object token (the released code gives such a region no token).
 
     Returns:
         bool array of shape `plan.grid_size`.
@@ -227,10 +281,15 @@ def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: GridRounding = 
     if rounding not in GRID_ROUNDING_MODES:
         raise ValueError(f"rounding must be one of {GRID_ROUNDING_MODES}, got {rounding!r}")
     top, left, bottom, right = plan.box
-    crop = torch.from_numpy(np.ascontiguousarray(mask[top:bottom, left:right], dtype=np.float32))[None]
+    cropped = mask[top:bottom, left:right]
+    crop = torch.from_numpy(np.ascontiguousarray(cropped, dtype=np.float32))[None]
     grid_height, grid_width = plan.grid_size
     coverage = resize_bilinear(crop, (grid_height, grid_width))[0]
-    if rounding == "bilinear":
+    if rounding == "uint8":
+        grid = torch_uint8_grid(cropped, plan.grid_size)
+    elif rounding == "opencv_any":
+        grid = opencv_any_grid(cropped, plan.grid_size)
+    elif rounding == "bilinear":
         grid = coverage >= 0.5
     elif rounding == "any":
         grid = coverage > 0

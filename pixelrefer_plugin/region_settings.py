@@ -20,7 +20,7 @@ VARIANTS: tuple[str, ...] = get_args(Variant)
 # The released Lite conventions; every other setting has the same default in both variants.
 _LITE_DEFAULTS: dict[str, Any] = {
     "region_max_patches": 50,
-    "region_grid_rounding": "any",
+    "region_grid_rounding": "opencv_any",
     "region_crop_rule": "lite",
     "kmeans_iters": 3,
 }
@@ -36,7 +36,7 @@ class RegionSettings:
         region_min_patches: regions smaller than this many patches' worth of pixels are enlarged by an integer factor.
         region_max_patches: regions larger than this many patches' worth of pixels are shrunk to about this size.
         region_grid_rounding: how the region mask is resampled to the crop grid (see
-            `region_geometry.region_grid_mask`).
+            `region_geometry.region_grid_mask`); the released rules are `"uint8"` (full) and `"opencv_any"` (Lite).
         region_crop_rule: released crop conventions to follow (see `region_geometry.expanded_crop_box`).
         region_max_pixels: pixel budget of one region crop; `None`: the image processor's `size["longest_edge"]`.
         point_size: side in pixels of the square a `point` region stands for.
@@ -50,7 +50,7 @@ class RegionSettings:
     region_context_patches: int = 2
     region_min_patches: int = 32
     region_max_patches: int = 100
-    region_grid_rounding: GridRounding = "separable"
+    region_grid_rounding: GridRounding = "uint8"
     region_crop_rule: CropRule = "full"
     region_max_pixels: int | None = None
     point_size: int = 28

@@ -59,10 +59,23 @@ def test_every_tensor_lands_where_it_should(models, tmp_path, variant, vision_la
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "pixelrefer" and config["variant"] == variant
     assert config["position_axis_swap"] is True
-    assert config["region_grid_rounding"] == ("any" if variant == "lite" else "separable")
+    assert config["region_grid_rounding"] == ("opencv_any" if variant == "lite" else "uint8")
     assert config["kmeans_iters"] == (3 if variant == "lite" else 5)
     assert config["region_crop_rule"] == variant
     assert config["region_token_id"] == processor.tokenizer.convert_tokens_to_ids("<REGION>")
+
+
+@pytest.mark.parametrize("variant", ["full", "lite"])
+def test_converted_checkpoint_uses_the_exact_released_grid_rules(models, tmp_path, variant):
+    model, processor = models[variant]
+    source = write_released_checkpoint(model, processor.tokenizer, tmp_path / "released")
+    out = convert_released_checkpoint(source, tmp_path / "converted")
+    exact = "opencv_any" if variant == "lite" else "uint8"
+    assert json.loads((out / "config.json").read_text())["region_grid_rounding"] == exact
+    assert json.loads((out / "processor_config.json").read_text())["region_grid_rounding"] == exact
+    assert AutoProcessor.from_pretrained(out, trust_remote_code=True).region_grid_rounding == exact
+    # the presets the released-layout checkpoint was written from keep their float rules
+    assert processor.region_grid_rounding == ("any" if variant == "lite" else "separable")
 
 
 @pytest.mark.parametrize("variant", ["full", "lite"])

@@ -1,11 +1,13 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
 """Crop, scale, grid mask and position grid against the worked examples of the algorithm reference."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from pixelrefer_plugin.region_geometry import (
+    CropPlan,
     expanded_crop_box,
     fit_pixel_budget,
     plan_region_crop,
@@ -108,8 +110,90 @@ def test_thin_region_keeps_one_cell():
     mask = np.zeros((200, 300), dtype=bool)
     mask[100, 20:280] = True  # one pixel high: no cell reaches 50 % coverage
     plan = plan_region_crop(mask, **PUBLISHED)
-    for rounding in ("separable", "bilinear"):
+    for rounding in ("separable", "bilinear", "uint8"):
         assert int(region_grid_mask(mask, plan, rounding).sum()) == 1
+
+
+def whole_crop_plan(mask, grid_size):
+    """A plan whose crop is the whole of `mask`, resampled to a `grid_size` grid of 14-pixel patches."""
+    height, width = mask.shape
+    resized = (grid_size[0] * 14, grid_size[1] * 14)
+    return CropPlan((0, 0, height, width), 1.0, resized, (height, width), int(mask.sum()), 14)
+
+
+def released_full_grid(mask, grid_size):
+    """The public full code: torch's uint8 bilinear `F.interpolate` of the uint8 mask, then `> 0`."""
+    crop = torch.from_numpy(mask.astype(np.uint8))[None, None]
+    resized = torch.nn.functional.interpolate(crop, size=grid_size, mode="bilinear", align_corners=False)
+    return resized[0, 0].numpy() > 0
+
+
+def released_lite_grid(mask, grid_size):
+    """The public Lite code: OpenCV's float32 `INTER_LINEAR` resize of the mask, then `> 0`."""
+    small = cv2.resize(mask.astype(np.uint8).astype(np.float32), grid_size[::-1], interpolation=cv2.INTER_LINEAR)
+    return small.reshape(grid_size) > 0
+
+
+def test_uint8_grid_is_torch_uint8_bilinear_at_an_exact_half_pixel():
+    # 2 rows -> 7 rows: row 3 samples exactly half-way between the two pixels (3.5 * 2 / 7 - 0.5 = 0.5). Float
+    # bilinear gives 0.49999994, so "separable" rounds it out; torch's fixed-point uint8 kernel rounds it in.
+    # Found by a search over small rectangles.
+    mask = np.array([[True], [False]])
+    plan = whole_crop_plan(mask, (7, 1))
+    expected = released_full_grid(mask, (7, 1))
+    assert expected[:, 0].tolist() == [True] * 4 + [False] * 3
+    np.testing.assert_array_equal(region_grid_mask(mask, plan, "uint8"), expected)
+    assert region_grid_mask(mask, plan, "separable")[:, 0].tolist() == [True] * 3 + [False] * 4
+
+
+def test_uint8_grid_equals_torch_uint8_bilinear_on_random_regions():
+    checked = 0
+    for mask in random_ellipse_masks(60, seed=2):
+        plan = plan_region_crop(mask, **PUBLISHED)
+        top, left, bottom, right = plan.box
+        expected = released_full_grid(mask[top:bottom, left:right], plan.grid_size)
+        if expected.any():
+            np.testing.assert_array_equal(region_grid_mask(mask, plan, "uint8"), expected)
+            checked += 1
+    assert checked > 50
+
+
+def test_opencv_any_grid_counts_opencv_float_residues():
+    # Rows 15..22 of column 1, 29 rows -> 7: row 3 samples exactly pixel row 14 (3.5 * 29 / 7 - 0.5 = 14), where
+    # OpenCV's double-precision source position lands just past 14 and leaves 8.9e-16 of row 15; torch's float
+    # bilinear gives exactly 0 there, so "any" leaves the cell out. Found by a search over small rectangles.
+    mask = np.zeros((29, 2), dtype=bool)
+    mask[15:23, 1] = True
+    plan = whole_crop_plan(mask, (7, 1))
+    expected = released_lite_grid(mask, (7, 1))
+    assert expected[:, 0].tolist() == [False] * 3 + [True] * 3 + [False]
+    np.testing.assert_array_equal(region_grid_mask(mask, plan, "opencv_any"), expected)
+    assert region_grid_mask(mask, plan, "any")[:, 0].tolist() == [False] * 4 + [True] * 2 + [False]
+
+
+def test_opencv_any_grid_equals_opencv_resize_on_random_regions():
+    checked = 0
+    for mask in random_ellipse_masks(60, seed=3):
+        plan = plan_region_crop(mask, **PUBLISHED, rule="lite")
+        top, left, bottom, right = plan.box
+        expected = released_lite_grid(mask[top:bottom, left:right], plan.grid_size)
+        if expected.any():
+            np.testing.assert_array_equal(region_grid_mask(mask, plan, "opencv_any"), expected)
+            checked += 1
+    assert checked > 50
+
+
+def test_exact_grids_keep_the_best_covered_cell_when_the_released_grid_is_empty():
+    # One pixel between the sample rows (4.5, 14.5, 24.5) of a 30 -> 3 resample: the released grids are empty (the
+    # released code gives the region no token); every rule keeps the same single cell instead.
+    mask = np.zeros((30, 2), dtype=bool)
+    mask[10, :] = True
+    plan = whole_crop_plan(mask, (3, 1))
+    assert not released_full_grid(mask, (3, 1)).any() and not released_lite_grid(mask, (3, 1)).any()
+    fallback = region_grid_mask(mask, plan, "bilinear")
+    assert int(fallback.sum()) == 1
+    for rounding in ("uint8", "opencv_any", "separable", "any"):
+        np.testing.assert_array_equal(region_grid_mask(mask, plan, rounding), fallback)
 
 
 def test_pixel_budget_shrinks_only_out_of_budget_sizes():

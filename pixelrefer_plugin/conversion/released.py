@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 RELEASED_MODEL_TYPES = {"pixelrefer_qwen2": "full", "pixelreferlite_qwen2": "lite"}
 
 # Model settings that reproduce the released semantics beyond the variant's region settings, which
-# `RegionSettings.for_variant` gives (see docs/model.md, "Compatibility").
+# `RegionSettings.for_variant` gives (see docs/model.md, "Compatibility"): among them the exact grid-mask rules,
+# `region_grid_rounding="uint8"` (full) and `"opencv_any"` (Lite), rather than our float emulations.
 COMPAT_FLAGS = {"full": {}, "lite": {"oci_num_heads": 8}}
 
 # The vision encoder the released models use (VL3-SigLIP-NaViT), when config.json carries no `vision_encoder_config`.
