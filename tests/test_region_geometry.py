@@ -146,14 +146,19 @@ def test_uint8_grid_is_torch_uint8_bilinear_at_an_exact_half_pixel():
     assert region_grid_mask(mask, plan, "separable")[:, 0].tolist() == [True] * 3 + [False] * 4
 
 
-def test_uint8_grid_equals_torch_uint8_bilinear_on_random_regions():
+@pytest.mark.parametrize(
+    "rounding, rule, reference, seed",
+    [("uint8", "full", released_full_grid, 2), ("opencv_any", "lite", released_lite_grid, 3)],
+    ids=["uint8", "opencv_any"],
+)
+def test_exact_grids_equal_the_library_calls_on_random_regions(rounding, rule, reference, seed):
     checked = 0
-    for mask in random_ellipse_masks(60, seed=2):
-        plan = plan_region_crop(mask, **PUBLISHED)
+    for mask in random_ellipse_masks(60, seed=seed):
+        plan = plan_region_crop(mask, **PUBLISHED, rule=rule)
         top, left, bottom, right = plan.box
-        expected = released_full_grid(mask[top:bottom, left:right], plan.grid_size)
+        expected = reference(mask[top:bottom, left:right], plan.grid_size)
         if expected.any():
-            np.testing.assert_array_equal(region_grid_mask(mask, plan, "uint8"), expected)
+            np.testing.assert_array_equal(region_grid_mask(mask, plan, rounding), expected)
             checked += 1
     assert checked > 50
 
@@ -169,18 +174,6 @@ def test_opencv_any_grid_counts_opencv_float_residues():
     assert expected[:, 0].tolist() == [False] * 3 + [True] * 3 + [False]
     np.testing.assert_array_equal(region_grid_mask(mask, plan, "opencv_any"), expected)
     assert region_grid_mask(mask, plan, "any")[:, 0].tolist() == [False] * 4 + [True] * 2 + [False]
-
-
-def test_opencv_any_grid_equals_opencv_resize_on_random_regions():
-    checked = 0
-    for mask in random_ellipse_masks(60, seed=3):
-        plan = plan_region_crop(mask, **PUBLISHED, rule="lite")
-        top, left, bottom, right = plan.box
-        expected = released_lite_grid(mask[top:bottom, left:right], plan.grid_size)
-        if expected.any():
-            np.testing.assert_array_equal(region_grid_mask(mask, plan, "opencv_any"), expected)
-            checked += 1
-    assert checked > 50
 
 
 def test_exact_grids_keep_the_best_covered_cell_when_the_released_grid_is_empty():
