@@ -8,6 +8,17 @@ import torch
 from pixelrefer_plugin.demo.scenes import make_scene
 from pixelrefer_plugin.presets import build_model_and_processor
 
+# A one-layer Qwen2 text config small enough to build configs and object tokenizers in milliseconds.
+TINY_TEXT_CONFIG = {
+    "model_type": "qwen2",
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "intermediate_size": 64,
+    "vocab_size": 100,
+}
+
 
 @pytest.fixture(scope="session")
 def tiny():

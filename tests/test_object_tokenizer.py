@@ -3,6 +3,7 @@
 
 import pytest
 import torch
+from conftest import TINY_TEXT_CONFIG
 
 from pixelrefer_plugin.configuration_pixelrefer import PixelReferConfig
 from pixelrefer_plugin.object_tokenizer import PixelReferObjectTokenizer, batched_kmeans, strided_kmeans_init
@@ -19,15 +20,7 @@ def make_module(**overrides) -> PixelReferObjectTokenizer:
             "num_attention_heads": 2,
             "patch_size": 14,
         },
-        text_config={
-            "model_type": "qwen2",
-            "hidden_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "intermediate_size": 64,
-            "vocab_size": 100,
-        },
+        text_config=TINY_TEXT_CONFIG,
         **overrides,
     )
     torch.manual_seed(0)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TEXT_CONFIG
 from transformers import AutoConfig, AutoProcessor
 
 from pixelrefer_plugin import PixelReferConfig, PixelReferProcessor
@@ -42,15 +43,6 @@ FLAT_KEYS = {
 }
 
 TINY_VISION = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "patch_size": 14}
-TINY_TEXT = {
-    "model_type": "qwen2",
-    "hidden_size": 32,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "intermediate_size": 64,
-    "vocab_size": 100,
-}
 
 
 @pytest.mark.parametrize(
@@ -78,7 +70,7 @@ def test_invalid_values_are_refused_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         RegionSettings(**{field: value})
     with pytest.raises(ValueError, match=message):
-        PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT, **{field: value})
+        PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT_CONFIG, **{field: value})
 
 
 def test_unknown_variant_and_unknown_keys_are_refused():
@@ -123,13 +115,13 @@ def test_to_dict_from_dict_round_trip(settings):
 
 @pytest.mark.parametrize("variant", ["full", "lite"])
 def test_variant_alone_implies_its_region_settings(variant):
-    config = PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT, variant=variant)
+    config = PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT_CONFIG, variant=variant)
     assert config.region_settings == RegionSettings.for_variant(variant)
 
 
 @pytest.mark.parametrize("variant", ["full", "lite"])
 def test_old_flat_config_keys_load_into_the_same_settings(variant, tmp_path):
-    config = PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT, variant=variant)
+    config = PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT_CONFIG, variant=variant)
     saved = json.loads(config.to_json_string())
     for name in set(REGION_SETTING_NAMES) - set(FLAT_KEYS[variant]):
         saved.pop(name)  # keys the config did not write before
@@ -141,7 +133,7 @@ def test_old_flat_config_keys_load_into_the_same_settings(variant, tmp_path):
 
 def test_flat_keys_override_the_variant_defaults_and_are_saved_flat():
     config = PixelReferConfig(
-        vision_config=TINY_VISION, text_config=TINY_TEXT, variant="lite", region_max_patches=100, mask_num=16
+        vision_config=TINY_VISION, text_config=TINY_TEXT_CONFIG, variant="lite", region_max_patches=100, mask_num=16
     )
     assert config.region_settings == RegionSettings.for_variant("lite", region_max_patches=100, mask_num=16)
     saved = config.to_dict()
@@ -151,13 +143,13 @@ def test_flat_keys_override_the_variant_defaults_and_are_saved_flat():
 
 
 def test_flat_attributes_read_and_write_the_settings():
-    config = PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT)
+    config = PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT_CONFIG)
     assert config.region_max_patches == config.region_settings.region_max_patches == 100
     config.mask_num = 8
     assert config.region_settings.mask_num == 8 and "mask_num" not in vars(config)
     with pytest.raises(ValueError, match="mask_num"):
         config.mask_num = 0
-    assert config != PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT)
+    assert config != PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT_CONFIG)
     with pytest.raises(AttributeError, match="no_such_setting"):
         config.no_such_setting  # noqa: B018
 
@@ -204,7 +196,7 @@ def test_processor_takes_settings_whole_or_as_flat_keywords(tmp_path):
 def test_object_tokenizer_reads_the_config_settings():
     from pixelrefer_plugin.object_tokenizer import PixelReferObjectTokenizer
 
-    config = PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT, variant="lite", mask_num=16)
+    config = PixelReferConfig(vision_config=TINY_VISION, text_config=TINY_TEXT_CONFIG, variant="lite", mask_num=16)
     module = PixelReferObjectTokenizer(config)
     assert (module.mask_num, module.kmeans_iters, module.kmeans_tol) == (16, 3, 1e-6)
     assert np.isclose(config.kmeans_tol, 1e-6)
