@@ -78,7 +78,11 @@ class PixelReferCausalLMOutputWithPast(VideoLlama3CausalLMOutputWithPast):
     object_tokens_per_region: torch.LongTensor | None = None
 
 
-_CAUSAL_LM_OUTPUT_FIELDS = {field.name for field in dataclasses.fields(PixelReferCausalLMOutputWithPast)}
+# The fields of the LM output that come from the base model's output (all but the loss and the logits).
+_CARRIED_OUTPUT_FIELDS = {field.name for field in dataclasses.fields(PixelReferCausalLMOutputWithPast)} - {
+    "loss",
+    "logits",
+}
 
 
 class PixelReferPreTrainedModel(VideoLlama3PreTrainedModel):
@@ -393,9 +397,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
             )
         # Every field the base model returned (cache, hidden states, encoder outputs, object token counts) except the
         # last hidden state, under the names of the installed transformers.
-        carried = {
-            name: value for name, value in outputs.items() if name in _CAUSAL_LM_OUTPUT_FIELDS - {"loss", "logits"}
-        }
+        carried = {name: value for name, value in outputs.items() if name in _CARRIED_OUTPUT_FIELDS}
         return PixelReferCausalLMOutputWithPast(loss=loss, logits=logits, **carried)
 
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
