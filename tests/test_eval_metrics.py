@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
+from fake_judge import FakeJudgeServer
 
 from pixelrefer_plugin.integrations.lmms_eval.judge import Judge, JudgeConfig, JudgeError, JudgeNotConfiguredError
 from pixelrefer_plugin.integrations.lmms_eval.metrics import (
@@ -26,9 +24,9 @@ from pixelrefer_plugin.integrations.lmms_eval.metrics import (
     ferret_relative_score,
     mean_percent,
     normalize_category,
+    option_letter,
     parse_choice,
     parse_pair_scores,
-    parse_videorefer_d_scores,
     semantic_iou,
     semantic_similarity,
 )
@@ -165,37 +163,31 @@ def test_caption_scores_without_java_says_what_to_install(monkeypatch, tmp_path)
 
 
 @pytest.mark.parametrize(
-    ("text", "num_options", "expected"),
+    ("text", "letter", "parsed"),
     [
-        ("(B) because the car turns left", 4, 1),  # step 1: "(X)"
-        ("The answer is (C).", 4, 2),  # step 1 finds it anywhere
-        ("B) yes", 4, 1),  # step 2: "X)"
-        ("A", 4, 0),  # step 3: first character
-        ("B. The red car", 4, 1),
-        ("D", 4, 3),
-        ("b", 4, 1),  # a lone lowercase letter counts
-        ("b.", 4, 1),
-        ("The answer is C", 4, None),  # no "(X)" / "X)"; first character "T" starts a word -> nothing parses
-        ("Cat", 4, None),
-        ("a dog on the left", 4, None),  # lowercase only counts as a whole reply
-        ("(E)", 4, None),  # out of range
-        ("E", 4, None),
-        ("E", 5, 4),
-        ("(E) is not an option, so (B)", 4, 1),  # out-of-range letters are skipped
-        ("", 4, None),
-        ("   ", 4, None),
-        (None, 4, None),
+        ("(B) because the car turns left", "B", True),  # "(X)" anywhere, first one
+        ("The answer is (C).", "C", True),
+        ("(E) is not an option, so (B)", "E", True),  # the first "(X)" counts, named option or not
+        ("B) yes", "B", True),  # then "X)"
+        ("A", "A", False),  # else the first character
+        ("B. The red car", "B", False),
+        ("Cat", "C", False),  # "Cat" reads as C, as the public script compares lower-cased first characters
+        ("b.", "B", False),
+        ("...d", "D", False),  # dots are removed before the first character is taken
+        ("The answer is C", "T", False),
+        (" B", " ", False),  # no strip: a leading space is the first character
+        ("", None, False),
+        (None, None, False),
     ],
 )
-def test_parse_choice(text: str | None, num_options: int, expected: int | None) -> None:
-    assert parse_choice(text, num_options) == expected
+def test_parse_choice_follows_the_public_rule(text: str | None, letter: str | None, parsed: bool) -> None:
+    assert parse_choice(text) == (letter, parsed)
 
 
-def test_parse_choice_rejects_bad_num_options() -> None:
-    with pytest.raises(ValueError):
-        parse_choice("A", 0)
-    with pytest.raises(ValueError):
-        parse_choice("A", 27)
+def test_option_letter() -> None:
+    assert [option_letter(i) for i in (0, 2, 25)] == ["A", "C", "Z"]
+    with pytest.raises(ValueError, match="option index"):
+        option_letter(26)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -209,6 +201,7 @@ def test_parse_choice_rejects_bad_num_options() -> None:
         ("8 9\nAssistant 1 gave a precise answer...", (8.0, 9.0)),
         ("8, 9", (8.0, 9.0)),
         ("7.5 9\n", (7.5, 9.0)),
+        ("8 9 \nThe public parser fails on this trailing space.", (8.0, 9.0)),
         ("\n\n**6 10**\nExplanation", (6.0, 10.0)),
         ("Assistant 1: 8\nAssistant 2: 9", None),  # first line is not a pair
         ("8 9 10", None),
@@ -231,43 +224,6 @@ def test_ferret_relative_score() -> None:
         ferret_relative_score([], [])
     with pytest.raises(ValueError):
         ferret_relative_score([1], [0])
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ('{"SC": 4, "AD": 3, "TD": 3.5, "HD": 4}', (4, 3, 3.5, 4)),
-        (
-            "Here is my evaluation.\n```json\n"
-            '{"Subject Correspondence": 5, "Appearance Description": 4, "Temporal Description": 3, '
-            '"Hallucination Detection": 2}\n```',
-            (5, 4, 3, 2),
-        ),
-        (  # Python dict literal, lower case, "3/5" string value
-            "{'subject correspondence': 4, 'appearance description': '3/5', 'temporal_description': 2, "
-            "'hallucination detection': 1}",
-            (4, 3, 2, 1),
-        ),
-        (
-            "Subject Correspondence: 4\n**Appearance Description**: 3.5\nTemporal Description (TD) - 3\nHD = 2",
-            (4, 3.5, 3, 2),
-        ),
-        ("DISCUSSION: 5\nSC: 1\nAD: 2\nTD: 3\nHD: 4/5", (1, 2, 3, 4)),  # "SC" inside a word does not count
-        ('{"SC": 4, "AD": 3, "TD": 3}\nHD: 2', (4, 3, 3, 2)),  # incomplete JSON -> name: number lines
-        ('{"SC": 4, "AD": 3, "TD": 3}', None),  # a dimension is missing
-        ('{"SC": 6, "AD": 3, "TD": 3, "HD": 4}', None),  # outside 0..5
-        ("SC: -1\nAD: 3\nTD: 3\nHD: 4", None),
-        ("The description is good.", None),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_parse_videorefer_d_scores(text: str | None, expected: tuple[float, ...] | None) -> None:
-    parsed = parse_videorefer_d_scores(text)
-    if expected is None:
-        assert parsed is None
-    else:
-        assert parsed == dict(zip(("SC", "AD", "TD", "HD"), map(float, expected), strict=True))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -345,76 +301,16 @@ def test_judge_config_from_env(clean_env: pytest.MonkeyPatch) -> None:
 CANNED_REPLY = '{"SC": 4, "AD": 3, "TD": 3, "HD": 4}'
 
 
-class _FakeOpenAIServer:
-    """A real HTTP server on 127.0.0.1 answering ``POST /v1/chat/completions`` with canned responses."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.statuses: list[int] = []  # statuses to answer with first (then 200)
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                server.requests.append(
-                    {"path": self.path, "authorization": self.headers.get("Authorization"), "body": body}
-                )
-                status = server.statuses.pop(0) if server.statuses else 200
-                if self.path != "/v1/chat/completions":
-                    status = 404
-                if status == 200:
-                    payload: dict[str, Any] = {
-                        "id": "chatcmpl-test",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body.get("model"),
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": CANNED_REPLY},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                    }
-                else:
-                    payload = {"error": {"message": f"canned status {status}", "type": "test"}}
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server API
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-
 @pytest.fixture
-def openai_server(clean_env: pytest.MonkeyPatch) -> Iterator[_FakeOpenAIServer]:
+def openai_server(clean_env: pytest.MonkeyPatch) -> Iterator[FakeJudgeServer]:
     clean_env.setenv("NO_PROXY", "127.0.0.1,localhost")
     clean_env.setenv("no_proxy", "127.0.0.1,localhost")
-    server = _FakeOpenAIServer()
-    server.thread.start()
-    try:
+    with FakeJudgeServer(lambda user: CANNED_REPLY).running() as server:
         yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
-        server.thread.join(timeout=5)
 
 
 def test_judge_asks_local_openai_compatible_server(
-    openai_server: _FakeOpenAIServer, clean_env: pytest.MonkeyPatch
+    openai_server: FakeJudgeServer, clean_env: pytest.MonkeyPatch
 ) -> None:
     clean_env.setenv("PIXELREFER_JUDGE_BASE_URL", openai_server.base_url)
     clean_env.setenv("PIXELREFER_JUDGE_MODEL", "judge-model-x")
@@ -425,9 +321,8 @@ def test_judge_asks_local_openai_compatible_server(
 
     reply = judge.ask("You are a strict grader.", "##Correct answer: a cat\n##Predicted answer: a cat")
     assert reply == CANNED_REPLY  # canned by the test server, see the module docstring
-    assert parse_videorefer_d_scores(reply) == {"SC": 4.0, "AD": 3.0, "TD": 3.0, "HD": 4.0}
 
-    (request,) = openai_server.requests
+    (request,) = openai_server.calls
     assert request["path"] == "/v1/chat/completions"
     assert request["authorization"] == "Bearer test-key"
     assert request["body"]["model"] == "judge-model-x"
@@ -443,23 +338,23 @@ def test_judge_asks_local_openai_compatible_server(
     }
 
 
-def test_judge_retries_are_bounded(openai_server: _FakeOpenAIServer) -> None:
+def test_judge_retries_are_bounded(openai_server: FakeJudgeServer) -> None:
     config = JudgeConfig(model="m", base_url=openai_server.base_url, timeout=10, max_retries=1, retry_backoff=0.01)
 
     openai_server.statuses = [500]  # one server error, then success
     assert Judge(config).ask("", "hi") == CANNED_REPLY
-    assert len(openai_server.requests) == 2
-    assert openai_server.requests[0]["authorization"] == "Bearer EMPTY"  # no key: placeholder for local servers
-    assert [m["role"] for m in openai_server.requests[0]["body"]["messages"]] == ["user"]
+    assert len(openai_server.calls) == 2
+    assert openai_server.calls[0]["authorization"] == "Bearer EMPTY"  # no key: placeholder for local servers
+    assert [m["role"] for m in openai_server.calls[0]["body"]["messages"]] == ["user"]
 
-    openai_server.requests.clear()
+    openai_server.calls.clear()
     openai_server.statuses = [503, 503, 503]
     with pytest.raises(JudgeError, match="2 attempt"):
         Judge(config).ask("sys", "hi")
-    assert len(openai_server.requests) == 2  # 1 + max_retries
+    assert len(openai_server.calls) == 2  # 1 + max_retries
 
-    openai_server.requests.clear()
+    openai_server.calls.clear()
     openai_server.statuses = [400]  # not retryable
     with pytest.raises(JudgeError, match="1 attempt"):
         Judge(config).ask("sys", "hi")
-    assert len(openai_server.requests) == 1
+    assert len(openai_server.calls) == 1

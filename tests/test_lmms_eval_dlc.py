@@ -1,10 +1,11 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
 """The DLC-Bench fixture task, run in-process through lmms-eval with the tiny PixelRefer checkpoint.
 
-The paid LLM judge is FAKED: a real OpenAI-compatible HTTP server on 127.0.0.1 (in a thread) returns canned replies
-chosen from the question text in each judge prompt. The tests check the plumbing (judge configuration, text-only
-requests, option parsing, the recognition cap, unparsed replies, aggregation, recorded judge settings), never a real
-judged score; the expected metric values are computed by hand from the canned replies.
+The paid LLM judge is FAKED: a real OpenAI-compatible HTTP server on 127.0.0.1 (tests/fake_judge.py) returns canned
+replies chosen from the question text in each judge prompt. The tests check the plumbing (judge configuration,
+text-only requests, choice parsing, the penalties kept after a wrong recognition, per-object averaging, unparsed
+replies, recorded judge settings), never a real judged score; the expected values are computed by hand from the
+canned replies.
 """
 
 from __future__ import annotations
@@ -36,21 +37,25 @@ JUDGE_MODEL = "fake-dlc-judge"
 JUDGE_TEMPERATURE = 0.2
 
 # Canned (fake) judge replies, keyed by (question kind, target shape). Fixture documents 0..3 target a square, circle,
-# triangle and square. Option scores: recognition A = 1, B = 0; positive A/B/C/D = 1/0.5/0/-1; negative A/B/C = 1/0/-1.
+# triangle and square. Choice values (fixtures.dlc_fixture_questions): colour A/B/C/D = 0/0.5/-1/1, side A/B/C =
+# 0/-1/1, pattern A/B = 1/-1. Every question is asked, also after a wrong recognition.
 REPLIES = {
-    ("recognition", "square"): "A",
-    ("recognition", "circle"): "Answer: A",
-    ("recognition", "triangle"): "B",  # wrong recognition: the triangle's 3 other questions are capped at 0, not asked
-    ("colour", "square"): "A",  # 1
-    ("colour", "circle"): "(B)",  # 0.5
-    ("where", "square"): "D",  # -1
-    ("where", "circle"): "Cannot tell from the description.",  # unparsable: counted, left out
-    ("pattern", "square"): "A.",  # 1
-    ("pattern", "circle"): "C",  # -1
+    ("recognition", "square"): "A. Yes",
+    ("recognition", "circle"): "Yes",
+    ("recognition", "triangle"): "B. No",  # wrong recognition: the triangle's values become min(0, value)
+    ("colour", "square"): "D",  # 1
+    ("colour", "circle"): "B",  # 0.5
+    ("colour", "triangle"): "C",  # -1 (kept)
+    ("side", "square"): "B",  # -1
+    ("side", "circle"): "I cannot tell.",  # names no choice: 0, counted in judge_unparsed
+    ("side", "triangle"): "C",  # 1 -> 0
+    ("pattern", "square"): "A",  # 1
+    ("pattern", "circle"): "B",  # -1
+    ("pattern", "triangle"): "A",  # 1 -> 0
 }
-# Pos: square 1, -1 (x2 documents), circle 0.5 (the other unparsed), triangle 0, 0 (capped) -> 0.5 / 7
-# Neg: square 1 (x2), circle -1, triangle 0 (capped) -> 1 / 4
-POS = 100 * 0.5 / 7
+# Per object (as published): square pos (1 - 1)/2 = 0, neg 1 (x2 documents); circle pos (0.5 + 0)/2 = 0.25, neg -1;
+# triangle pos (-1 + 0)/2 = -0.5, neg 0. Pos = (0 + 0.25 - 0.5 + 0)/4, Neg = (1 - 1 + 0 + 1)/4.
+POS = 100 * -0.25 / 4
 NEG = 100 * 1 / 4
 EXPECTED = {
     "Pos,none": POS,
@@ -58,14 +63,19 @@ EXPECTED = {
     "Avg,none": (POS + NEG) / 2,
     "recognition,none": 75.0,  # 3 of 4 recognised
     "judge_temperature,none": JUDGE_TEMPERATURE,
-    "judge_unparsed,none": 1 / 13,  # 4 + 4 + 1 + 4 questions asked, one reply unparsable
+    "judge_unparsed,none": 1 / 16,  # 4 questions x 4 documents, one reply names no choice
 }
-KINDS = {"identify the object as": "recognition", "colour of": "colour", "where the": "where", "pattern": "pattern"}
+KINDS = {
+    "Is it likely that the object": "recognition",
+    "colour of": "colour",
+    "place the": "side",
+    "patterned": "pattern",
+}
 
 
 def canned_reply(user: str) -> str:
     """The fake judge's answer to one judge prompt, chosen from its question."""
-    match = re.search(r"Question:\n(.*?)\n", user)
+    match = re.search(r"with one of the choices:\n(.*?)\n", user)
     if match is None:
         return "unexpected prompt"
     question = match.group(1)
@@ -126,26 +136,16 @@ def documents(task_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (task_dir / "fixtures" / "dlc_bench.jsonl").read_text().splitlines()]
 
 
-def test_fixture_documents(task_dir: Path, dlc_utils: ModuleType) -> None:
+def test_fixture_documents(task_dir: Path) -> None:
     docs = documents(task_dir)
     assert len(docs) == 8
     assert [doc["answer"].split()[2] for doc in docs[:4]] == ["square", "circle", "triangle", "square"]
     for doc in docs:
         assert Path(doc["image"]).exists() and doc["video"] is None and "<region>" in doc["prompt"]["full"]
         questions = json.loads(doc["dlc_questions"])
-        assert len(questions["positive"]) == 2 and len(questions["negative"]) == 1
-        assert dlc_utils.option_scores(questions["recognition"]) == [1.0, 0.0]
-        assert [dlc_utils.option_scores(q) for q in questions["positive"]] == [[1.0, 0.5, 0.0, -1.0]] * 2
-        assert dlc_utils.option_scores(questions["negative"][0]) == [1.0, 0.0, -1.0]
-
-
-@pytest.mark.parametrize(
-    ("reply", "expected"),
-    [("B", 1), ("(C)", 2), ("A. It is red", 0), ("Answer: D", 3), ("The answer is (B).", 1), ("E", None),
-     ("I cannot tell", None), ("Cannot tell from the description.", None), ("", None)],
-)  # fmt: skip
-def test_parse_choice(dlc_utils: ModuleType, reply: str, expected: int | None) -> None:
-    assert dlc_utils.parse_choice(reply, 4) == expected
+        assert [q["type"] for q in questions] == ["recognition", "positive", "positive", "negative"]
+        assert questions[0]["choices"] == [["Yes", "correct"], ["No", "incorrect"]]
+        assert [[value for _, value in q["choices"]] for q in questions[1:]] == [[0, 0.5, -1, 1], [0, -1, 1], [1, -1]]
 
 
 def test_dlc_fixture_task(task_dir: Path, model: Path, judge_server: FakeJudgeServer) -> None:
@@ -153,13 +153,13 @@ def test_dlc_fixture_task(task_dir: Path, model: Path, judge_server: FakeJudgeSe
     metrics = results["results"][TASK]
     for key, expected in EXPECTED.items():
         assert isinstance(metrics[key], float) and math.isclose(metrics[key], expected, rel_tol=1e-9), (key, metrics)
-    # recognition cap: the triangle (document 2) gets one request only
-    assert len(judge_server.requests) == 13
+    assert len(judge_server.requests) == 16  # every question asked, also after a wrong recognition
     assert {r["model"] for r in judge_server.requests} == {JUDGE_MODEL}
     assert {r["temperature"] for r in judge_server.requests} == {JUDGE_TEMPERATURE}
-    for request in judge_server.requests:  # text-only judge: plain-string messages, no image, no region tag
-        assert all(isinstance(message["content"], str) for message in request["messages"])
-        assert "<region>" not in request["messages"][-1]["content"]
+    for request in judge_server.requests:  # text-only judge: one user message, no image, no region tag
+        assert [message["role"] for message in request["messages"]] == ["user"]
+        assert isinstance(request["messages"][0]["content"], str) and request["max_tokens"] == 300
+        assert "<region>" not in request["messages"][0]["content"]
     samples = sorted(results["samples"][TASK], key=lambda sample: sample["doc_id"])
     entries = [sample["Pos"] for sample in samples]
     assert entries[0]["judge"] == {
@@ -168,15 +168,16 @@ def test_dlc_fixture_task(task_dir: Path, model: Path, judge_server: FakeJudgeSe
         "judge_base_url": judge_server.base_url,
     }
     predictions = {entry["prediction"] for entry in entries}
+    description = re.compile(r"The description is:\n(.*?)\n\nFrom the description", re.S)
     for request in judge_server.requests:  # the judge reads the model's description, and nothing about the image
-        description = re.search(r"Description:\n(.*?)\n\nQuestion:", request["messages"][-1]["content"], re.S)
-        assert description is not None and description.group(1) in predictions
-    triangle = entries[2]["answers"]
-    assert [a["asked"] for a in triangle] == [True, False, False, False]
-    assert [a["score"] for a in triangle] == [0.0, 0.0, 0.0, 0.0]
-    unparsed = entries[1]["answers"][2]
-    assert unparsed["asked"] and unparsed["choice"] is None and unparsed["score"] is None
-    assert unparsed["reply"] == REPLIES["where", "circle"]
+        match = description.search(request["messages"][0]["content"])
+        assert match is not None and match.group(1) in predictions
+    triangle = entries[2]
+    assert [a["value"] for a in triangle["answers"]] == ["incorrect", -1.0, 0.0, 0.0]
+    assert (triangle["pos"], triangle["neg"], triangle["recognition"]) == (-0.5, 0.0, False)
+    circle = entries[1]
+    assert circle["answers"][2]["choice"] is None and circle["unparsed"] == 1
+    assert circle["replies"][2] == REPLIES["side", "circle"]
 
 
 def test_dlc_without_judge_fails_naming_the_variables(

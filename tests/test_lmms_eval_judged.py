@@ -32,17 +32,20 @@ JUDGE_VARS = (
 JUDGE_MODEL = "fake-judge-model"
 JUDGE_TEMPERATURE = 0.3
 
-# Ferret: keyed by the shape in the reference answer (Assistant 1). Fixture documents 0..3 are square, circle,
-# triangle, square, so the parsed pairs are (8, 6), (10, 9), (8, 6) and one reply is unparsable:
+# Ferret: keyed by the shape in the reference answer (Assistant 2; the model's answer is Assistant 1, as in PixelRefer's
+# script). Fixture documents 0..3 are square, circle, triangle, square, so the parsed (model, reference) pairs are
+# (6, 8), (9, 10), (6, 8) and one reply is unparsable ("9, 10 " has the trailing space the public parser fails on):
 # relative = mean(6, 9, 6) / mean(8, 10, 8) x 100 = 7 / (26 / 3) x 100 = 2100 / 26.
-FERRET_REPLIES = {"square": "8 6\nAssistant 2 is vaguer.", "circle": "10, 9\nClose.", "triangle": "I cannot rate."}
-# VideoRefer-D: keyed by the direction in the reference; fixture documents 0..3 move left, right, up, down.
+FERRET_REPLIES = {"square": "6 8\nAssistant 1 is vaguer.", "circle": "9, 10 \nClose.", "triangle": "I cannot rate."}
+# VideoRefer-D, in the public system prompt's reply format, keyed by the direction in the reference; fixture
+# documents 0..3 move left, right, up, down. "up" lacks TD, "down" is JSON (not read by the public parser).
 D_REPLIES = {
-    "left": '{"SC": 4, "AD": 3, "TD": 2, "HD": 5}',
-    "right": "SC: 5\nAD: 5\nTD: 4\nHD: 3",
-    "up": "The prediction is fine.",
-    "down": '```json\n{"Subject Correspondence": 3, "Appearance Description": 1, "Temporal Description": 0, '
-    '"Hallucination Detection": 4}\n```',
+    "left": "1. Subject Correspondence: 4\nExplanation: same.\n2. Appearance Description: 3\nExplanation: ok.\n"
+    "3. Temporal Description: 2\nExplanation: ok.\n4. Hallucination Detection: 5\nExplanation: none.",
+    "right": "1. Subject Correspondence: 5\n2. Appearance Description: 5\n3. Temporal Description: 4\n"
+    "4. Hallucination Detection: 3",
+    "up": "1. Subject Correspondence: 3\n2. Appearance Description: 1\n4. Hallucination Detection: 4",
+    "down": '{"SC": 3, "AD": 1, "TD": 0, "HD": 4}',
 }
 EXPECTED = {
     "pixelrefer_ferret_fixture": {
@@ -50,25 +53,26 @@ EXPECTED = {
         "judge_temperature,none": JUDGE_TEMPERATURE,
         "judge_unparsed,none": 0.25,
     },
-    # SC (4+5+3)/3, AD (3+5+1)/3, TD (2+4+0)/3, HD (5+3+4)/3, average (4+3+2+4)/4; "up" is unparsable
+    # each dimension over the replies holding it: SC (4+5+3)/3, AD (3+5+1)/3, TD (2+4)/2, HD (5+3+4)/3;
+    # average (4+3+3+4)/4; "up" and "down" lack a dimension
     "pixelrefer_videorefer_d_fixture": {
         "SC,none": 4.0,
         "AD,none": 3.0,
-        "TD,none": 2.0,
+        "TD,none": 3.0,
         "HD,none": 4.0,
-        "average,none": 3.25,
+        "average,none": 3.5,
         "judge_temperature,none": JUDGE_TEMPERATURE,
-        "judge_unparsed,none": 0.25,
+        "judge_unparsed,none": 0.5,
     },
 }
 
 
 def canned_reply(user: str) -> str:
     """The fake judge's answer to one judge prompt."""
-    ferret = re.search(r"\[Assistant 1\]\n(.*?)\n\n\[End of Assistant 1\]", user, re.S)
+    ferret = re.search(r"\[Assistant 2\]\n(.*?)\n\n\[End of Assistant 2\]", user, re.S)
     if ferret is not None:
         return next(reply for shape, reply in FERRET_REPLIES.items() if shape in ferret.group(1))
-    reference = re.search(r"Reference description:\n(.*?)\n", user)
+    reference = re.search(r"##Correct answer: (.*?)\n", user)
     if reference is not None:
         return next(reply for direction, reply in D_REPLIES.items() if f" {direction} " in reference.group(1))
     return "unexpected prompt"
@@ -120,6 +124,9 @@ def documents(task_dir: Path, name: str) -> list[dict]:
 def test_fixture_documents(task_dir: Path) -> None:
     ferret = documents(task_dir, "ferret")
     assert [doc["answer"].rstrip(".").split()[-1] for doc in ferret[:4]] == ["square", "circle", "triangle", "square"]
+    assert (
+        ferret[0]["prompt"]["lite"] == "There is 1 region in the image: <region> What colour and shape is the object ?"
+    )
     for name in ("videorefer_d", "hc_stvg"):
         docs = documents(task_dir, name)
         assert len(docs) == 8 and all(Path(doc["video"]).exists() and doc["image"] is None for doc in docs)
@@ -149,7 +156,18 @@ def test_judged_fixture_task(task_dir: Path, model: Path, judge_server: FakeJudg
         "judge_base_url": judge_server.base_url,
     }
     prompt = judge_server.requests[0]["messages"][-1]["content"]
-    assert "<region>" not in prompt and ("the marked region" in prompt or "Predicted description:" in prompt)
+    if task == "pixelrefer_ferret_fixture":
+        head = "[Context]\\{context}\n\n[Question]\n{judge_question}\n\n"
+        doc = next(d for d in documents(task_dir, "ferret") if prompt.startswith(head.format(**d)))
+        assert re.fullmatch(
+            r"What colour and shape is the object \[(0\.\d{3}, ){3}0\.\d{3}\]\?", doc["judge_question"]
+        )
+        assert f"[Assistant 2]\n{doc['answer']}\n\n[End of Assistant 2]" in prompt
+        assert "spatial correspondence, helpfulness" in prompt  # ml-ferret's refer_reason rule
+    else:
+        assert prompt.startswith("##Correct answer: A ") and "\n##Predicted answer: " in prompt
+        assert judge_server.requests[0]["messages"][0]["content"].startswith("You are an advanced intelligent")
+    assert "<region>" not in prompt
 
 
 def test_judged_task_without_judge_fails_naming_the_variables(

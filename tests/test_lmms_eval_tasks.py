@@ -82,47 +82,41 @@ def test_metric_hooks(task_dir, task_utils, caplog):
     assert task_utils.caption_rouge(wrong) == 0.0
 
     choice = documents(task_dir, "video_choice")[1]
-    letter = "ABCD"[choice["answer"]]
-    assert task_utils.choice_process_results(choice, [f"({letter}) it moves"]) == {"accuracy": 1.0, "unparsed": 0.0}
-    with caplog.at_level("WARNING"):
+    assert choice["answer"] == 1  # option B
+    assert task_utils.choice_process_results(choice, ["(B) it moves"]) == {"accuracy": 1.0, "unparsed": 0.0}
+    assert task_utils.choice_process_results(choice, ["(C) or (B)"]) == {"accuracy": 0.0, "unparsed": 0.0}
+    with caplog.at_level("WARNING"):  # no "(X)" / "X)": the first character decides, as the public script does
+        assert task_utils.choice_process_results(choice, ["But it moves"]) == {"accuracy": 1.0, "unparsed": 1.0}
         assert task_utils.choice_process_results(choice, ["I cannot tell"]) == {"accuracy": 0.0, "unparsed": 1.0}
-    assert "counted as wrong" in caplog.text
+    assert "first character is taken" in caplog.text
+
+    caption = documents(task_dir, "caption")[0]
+    assert task_utils.caption_process_results(caption, ["a red circle"])["boxes_clipped"] == 0.0
+    assert task_utils.total([0.0, 1.0, 1.0]) == 2.0
 
 
-def test_osprey_records_become_region_documents(task_dir, task_utils, tmp_path, monkeypatch):
-    """The real LVIS / PACO tasks flatten Osprey's per-image records into one document per object."""
-    import datasets
-    from PIL import Image
+def test_task_yamls_share_their_family_template(task_dir):
+    """Fixture and real-data variants of a benchmark include one template; the materialised folder has them all."""
+    from lmms_eval.utils import load_yaml_config
 
-    Image.fromarray(np.zeros((40, 60, 3), dtype=np.uint8)).save(tmp_path / "000000000139.jpg")
-    records = [
-        {
-            "file_name": "000000000139.jpg",
-            "height": 40,
-            "width": 60,
-            "categories": ["dog", "dog:leg"],
-            "annotations": [
-                {"segmentation": [[10.0, 5.0, 30.0, 5.0, 30.0, 20.0, 10.0, 20.0]]},
-                {"segmentation": [[12.0, 6.0, 20.0, 6.0, 20.0, 12.0]]},
-            ],
-        }
-    ]
-    (tmp_path / "paco.json").write_text(json.dumps(records))
-    dataset = datasets.load_dataset("json", data_files=str(tmp_path / "paco.json"), split="train")
-    with pytest.raises(RuntimeError, match="PIXELREFER_COCO_ROOT"):
-        task_utils.paco_process_docs(dataset)
-    monkeypatch.setenv("PIXELREFER_COCO_ROOT", str(tmp_path))
-    docs = task_utils.paco_process_docs(dataset)
-    assert len(docs) == 2 and docs[1]["answer"] == "dog:leg"
-    assert docs[0]["image"] == str(tmp_path / "000000000139.jpg")
-    assert "subpart" in docs[0]["prompt"]["full"]
-    _, processor = build_model_and_processor("pixelrefer-tiny")
-    regions = task_utils.load_regions(docs[0])
-    inputs = processor(text="<image>\n" + docs[0]["prompt"]["full"], images=docs[0]["image"], regions=regions)
-    assert inputs["region_image_sizes"].tolist() == [[40, 60]]
-    for task in ("pixelrefer_lvis", "pixelrefer_paco"):
-        text = (task_dir / f"{task}.yaml").read_text()
-        assert "sunshine-lwt/Osprey-ValData" in text and "process_docs" in text
+    families = {
+        "_pixelrefer_caption.yaml": ["pixelrefer_vg", "pixelrefer_vg_fixture", "pixelrefer_hc_stvg_fixture"],
+        "_pixelrefer_category.yaml": ["pixelrefer_lvis", "pixelrefer_paco", "pixelrefer_lvis_fixture"],
+        "_pixelrefer_choice.yaml": ["pixelrefer_videorefer_q", "pixelrefer_videorefer_q_fixture"],
+        "_pixelrefer_ferret.yaml": ["pixelrefer_ferret", "pixelrefer_ferret_fixture"],
+        "_pixelrefer_videorefer_d.yaml": ["pixelrefer_videorefer_d", "pixelrefer_videorefer_d_fixture"],
+        "_pixelrefer_dlc_bench.yaml": ["pixelrefer_dlc_bench", "pixelrefer_dlc_bench_fixture"],
+    }
+    for template, tasks in families.items():
+        metrics = None
+        for task in tasks:
+            text = (task_dir / f"{task}.yaml").read_text()
+            assert f"include: {template}" in text and "metric_list" not in text
+            config = load_yaml_config(yaml_path=str(task_dir / f"{task}.yaml"))
+            assert config["task"] == task and config["lmms_eval_specific_kwargs"]["pixelrefer"]["region_style"]
+            names = [metric["metric"] for metric in config["metric_list"]]
+            assert metrics in (None, names)
+            metrics = names
 
 
 @pytest.fixture(scope="module")

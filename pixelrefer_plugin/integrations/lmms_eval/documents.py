@@ -2,8 +2,9 @@
 """Region documents (the schema of `docs/evaluation.md`) turned into [`PixelReferProcessor`] arguments.
 
 A region document holds `id`, `image` or `video` (absolute paths), `regions` (PixelRefer region dicts in `<region>`
-order), `prompt` (`{"full": str, "lite": str}`), `answer` and, for multiple-choice tasks, `options`. The model wrapper
-reads the document itself, so the regions reach the model as real masks.
+order), `prompt` (`{"full": str, "lite": str}`), `answer` and, for multiple-choice tasks, `options`. A document whose
+Lite protocol gives the regions differently (VideoRefer-Bench-D: masks on every annotated frame) also holds
+`lite_regions`. The model wrapper reads the document itself, so the regions reach the model as real masks.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def document_inputs(
 
     Args:
         doc: the region document (a dict as loaded by `datasets`; missing keys of heterogeneous region dicts that
-            `datasets` fills with `None` are dropped).
+            `datasets` fills with `None` are dropped). The Lite variant reads `lite_regions` when the document has
+            them, else `regions`.
         variant: `"full"` (the scene is read: image docs get `<image>\\n`, video docs `<video>\\n` unless the prompt
             already holds that tag) or `"lite"` (object tokens only: scene tags are removed, the image / video is
             still passed because the regions lie on it).
@@ -100,17 +102,18 @@ def document_inputs(
             doc_id, "image/video", "expected the path of an image or a video for the regions to lie on"
         )
 
-    if "regions" not in doc or doc["regions"] is None:
-        raise DocumentError(doc_id, "regions", "missing; expected a list of region dicts in <region> order")
-    raw_regions = doc["regions"]
+    regions_key = "lite_regions" if variant == "lite" and doc.get("lite_regions") is not None else "regions"
+    if doc.get(regions_key) is None:
+        raise DocumentError(doc_id, regions_key, "missing; expected a list of region dicts in <region> order")
+    raw_regions = doc[regions_key]
     if isinstance(raw_regions, str):  # tasks store regions as JSON text: Arrow cannot hold mixed region dicts
         try:
             raw_regions = json.loads(raw_regions)
         except json.JSONDecodeError as error:
-            raise DocumentError(doc_id, "regions", f"not valid JSON ({error})") from None
+            raise DocumentError(doc_id, regions_key, f"not valid JSON ({error})") from None
     if isinstance(raw_regions, (str, Mapping)) or not isinstance(raw_regions, Sequence):
-        raise DocumentError(doc_id, "regions", f"expected a list of region dicts, got {_kind(raw_regions)}")
-    regions = [_clean_region(region, doc_id, index) for index, region in enumerate(raw_regions)]
+        raise DocumentError(doc_id, regions_key, f"expected a list of region dicts, got {_kind(raw_regions)}")
+    regions = [_clean_region(region, doc_id, index, regions_key) for index, region in enumerate(raw_regions)]
 
     key = "prompt" if prompt is not None else f"prompt.{variant}"
     found = text.count(REGION_PLACEHOLDER)
@@ -182,34 +185,34 @@ def _media(doc: Mapping[str, Any], key: str, doc_id: Any) -> list[str]:
     return [path]
 
 
-def _clean_region(region: Any, doc_id: Any, index: int) -> dict[str, Any]:
+def _clean_region(region: Any, doc_id: Any, index: int, key: str = "regions") -> dict[str, Any]:
     """Copy of a region dict without `None` values; Lite `frames` keys (strings in JSON) become frame numbers."""
     if not isinstance(region, Mapping):
-        raise DocumentError(doc_id, f"regions[{index}]", f"expected a region dict, got {_kind(region)}")
+        raise DocumentError(doc_id, f"{key}[{index}]", f"expected a region dict, got {_kind(region)}")
     cleaned = {key: value for key, value in region.items() if value is not None}
     if "frames" in cleaned:
         frames = cleaned["frames"]
         if not isinstance(frames, Mapping):
             raise DocumentError(
                 doc_id,
-                f"regions[{index}].frames",
+                f"{key}[{index}].frames",
                 f"expected a dict {{frame number: region dict}}, got {_kind(frames)}",
             )
         track = {}
         for frame, part in frames.items():
             if part is None:
                 continue  # a frame key other documents have (datasets unifies the keys of all documents)
-            number = _frame_number(frame, doc_id, f"regions[{index}].frames")
+            number = _frame_number(frame, doc_id, f"{key}[{index}].frames")
             if not isinstance(part, Mapping):
                 raise DocumentError(
-                    doc_id, f"regions[{index}].frames[{frame}]", f"expected a region dict, got {_kind(part)}"
+                    doc_id, f"{key}[{index}].frames[{frame}]", f"expected a region dict, got {_kind(part)}"
                 )
             track[number] = {key: value for key, value in part.items() if value is not None}
         cleaned["frames"] = track
     if "frame" in cleaned:
-        cleaned["frame"] = _frame_number(cleaned["frame"], doc_id, f"regions[{index}].frame")
+        cleaned["frame"] = _frame_number(cleaned["frame"], doc_id, f"{key}[{index}].frame")
     if not cleaned:
-        raise DocumentError(doc_id, f"regions[{index}]", "empty region dict")
+        raise DocumentError(doc_id, f"{key}[{index}]", "empty region dict")
     return cleaned
 
 

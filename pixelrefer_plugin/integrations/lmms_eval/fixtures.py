@@ -14,6 +14,7 @@ from ...demo.scenes import COLOURS, make_scene, shape_mask
 from ...demo.synthetic import write_clip, write_held_out_documents
 from ...prompts import LVIS, VG, videorefer_bench_q_prompt
 from ...training.synthetic import encode_rle
+from .protocols import dlc_recognition_question, ferret_lite_question
 
 NUM_DOCS = 8
 LETTERS = "ABCD"
@@ -130,10 +131,19 @@ def write_fixtures(folder: str | Path) -> Path:
 FERRET_FIXTURE_QUESTION = "What colour and shape is the object <region>?"
 
 
+def _normalised_box(mask: np.ndarray) -> str:
+    """The mask's bounding box as ml-ferret's questions write a region: `[x1, y1, x2, y2]`, 0..1, 3 decimals."""
+    ys, xs = np.nonzero(mask)
+    height, width = mask.shape
+    corners = (xs.min() / width, ys.min() / height, (xs.max() + 1) / width, (ys.max() + 1) / height)
+    return "[" + ", ".join(f"{value:.3f}" for value in corners) + "]"
+
+
 def write_ferret_fixture(folder: Path) -> Path:
-    """Ferret-Bench-style documents: a question about one masked object, a reference answer ("The object is a red
-    square.") and a `context` line for the judge. Document i's target is `SHAPES[i % 3]` (square, circle, triangle,
-    ...) so tests can fix the judge's replies per shape."""
+    """Ferret-Bench-style documents: a question about one masked object (Lite wording as PixelRefer-Lite's), a
+    reference answer ("The object is a red square."), the judge's `context` and `judge_question` (the region as box
+    coordinates). Document i's target is `SHAPES[i % 3]` (square, circle, triangle, ...) so tests can fix the judge's
+    replies per shape."""
     from ...demo.scenes import SHAPES
 
     docs = []
@@ -154,10 +164,16 @@ def write_ferret_fixture(folder: Path) -> Path:
                 "image": str(path),
                 "video": None,
                 "regions": json.dumps([{"rle": encode_rle(target)}]),
-                "prompt": {"full": FERRET_FIXTURE_QUESTION, "lite": FERRET_FIXTURE_QUESTION},
+                "prompt": {
+                    "full": FERRET_FIXTURE_QUESTION,
+                    "lite": ferret_lite_question(FERRET_FIXTURE_QUESTION, "reason"),
+                },
                 "answer": f"The object is a {colour} {shape}.",
                 "options": [],
-                "context": f"A {colour} {shape} on the left and a {other_colour} {other_shape} on the right.",
+                "context": f"Objects:\nObject 0 : {shape} at {_normalised_box(target)}.\n"
+                f"Object 1 : {other_shape} at {_normalised_box(other)}.\n\nGlobal Caption:\n"
+                f"A {colour} {shape} on the left and a {other_colour} {other_shape} on the right.",
+                "judge_question": FERRET_FIXTURE_QUESTION.replace("<region>", _normalised_box(target)),
             }
         )
     _write_jsonl(folder / "ferret.jsonl", docs)
@@ -237,56 +253,47 @@ def write_hc_stvg_fixture(folder: Path) -> Path:
 
 
 # --- DLC-Bench (docs/evaluation.md, "DLC-Bench") --------------------------------------------------------------------
-def dlc_fixture_questions(shape: str, colour: str, side: str) -> dict:
-    """The `dlc_questions` of one fixture object: recognition, two positive questions (colour, side), one negative
-    (a pattern the flat shapes never have). Each option's score is named by `score_index` (value -> option index)."""
+def dlc_fixture_questions(shape: str, colour: str, side: str) -> list[dict]:
+    """The `dlc_questions` of one fixture object in `qa.json`'s layout (`{"question", "choices": [[text, value],
+    ...], "type"}`), after the public scorer's recognition question: two positive questions (colour, side), one
+    negative (a pattern the flat shapes never have)."""
     other = "right" if side == "left" else "left"
-    return {
-        "recognition": {
-            "question": f"Does the description identify the object as a {shape}?",
-            "options": [f"Yes, it is described as a {shape}", "No, it is described as something else"],
-            "score_index": {"1": 0, "0": 1},
+    return [
+        dlc_recognition_question(shape, plural=False, with_article=f"a {shape}"),
+        {
+            "question": f"How does the description describe the colour of the {shape}?",
+            "choices": [
+                [f"The {shape} is not mentioned.", 0],
+                [f"The colour of the {shape} is not mentioned, but the {shape} is mentioned.", 0.5],
+                [f"The colour of the {shape} is mentioned in the description but is not {colour}.", -1],
+                [f"The colour of the {shape} is mentioned in the description and is {colour}.", 1],
+            ],
+            "type": "positive",
         },
-        "positive": [
-            {
-                "question": f"How does the description describe the colour of the {shape}?",
-                "options": [
-                    f"It says the {shape} is {colour}",
-                    f"It says the {shape} is partly or roughly {colour}",
-                    "It does not mention the colour",
-                    f"It gives a colour other than {colour}",
-                ],
-                "score_index": {"1": 0, "0.5": 1, "0": 2, "-1": 3},
-            },
-            {
-                "question": f"How does the description describe where the {shape} is in the image?",
-                "options": [
-                    f"It says the {shape} is on the {side} side",
-                    f"It says the {shape} is near the {side} side or in the middle",
-                    "It does not mention where it is",
-                    f"It says the {shape} is on the {other} side",
-                ],
-                "score_index": {"1": 0, "0.5": 1, "0": 2, "-1": 3},
-            },
-        ],
-        "negative": [
-            {
-                "question": f"Does the description say that the {shape} has a pattern or texture?",
-                "options": [
-                    "No, it does not mention a pattern, or it says the surface is plain",
-                    "It vaguely suggests some texture",
-                    f"Yes, it says the {shape} is striped, dotted, textured or patterned",
-                ],
-                "score_index": {"1": 0, "0": 1, "-1": 2},
-            }
-        ],
-    }
+        {
+            "question": f"Where does the description place the {shape}?",
+            "choices": [
+                [f"The position of the {shape} is not mentioned.", 0],
+                [f"The {shape} is said to be on the {other} side.", -1],
+                [f"The {shape} is said to be on the {side} side.", 1],
+            ],
+            "type": "positive",
+        },
+        {
+            "question": f"Does the description say that the {shape} is patterned?",
+            "choices": [
+                ["A pattern or texture is not mentioned.", 1],
+                [f"The {shape} is said to be striped, dotted or patterned.", -1],
+            ],
+            "type": "negative",
+        },
+    ]
 
 
 def write_dlc_bench_fixture(folder: Path) -> Path:
     """DLC-Bench-style documents: describe one masked shape in detail; judge questions in `dlc_questions` (JSON
-    text). Document i's target is a `SHAPES[i % 3]` (square, circle, triangle, ...) drawn by `make_scene`, so tests
-    can fix the judge's replies per shape."""
+    text, `qa.json` layout, recognition first). Document i's target is a `SHAPES[i % 3]` (square, circle, triangle,
+    ...) drawn by `make_scene`, so tests can fix the judge's replies per shape."""
     from ...demo.scenes import SHAPES
     from ...prompts import DLC_BENCH
 

@@ -33,7 +33,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Judge", "JudgeConfig", "JudgeError", "JudgeNotConfiguredError"]
+__all__ = ["Judge", "JudgeConfig", "JudgeError", "JudgeNotConfiguredError", "shared_judge"]
 
 ENV_BASE_URL = "PIXELREFER_JUDGE_BASE_URL"
 ENV_MODEL = "PIXELREFER_JUDGE_MODEL"
@@ -212,3 +212,17 @@ class Judge:
             "judge_temperature": self.config.temperature,
             "judge_base_url": self.config.base_url or DEFAULT_BASE_URL,
         }
+
+
+_SHARED: dict[JudgeConfig, Judge] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_judge() -> Judge:
+    """The judge configured by the environment, one per configuration for the whole process (raises
+    :class:`JudgeNotConfiguredError`)."""
+    config = JudgeConfig.from_env()
+    with _SHARED_LOCK:
+        if config not in _SHARED:
+            _SHARED[config] = Judge(config)
+        return _SHARED[config]

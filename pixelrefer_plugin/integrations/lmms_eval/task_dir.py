@@ -13,6 +13,7 @@ FIXTURE_PLACEHOLDER = "__PIXELREFER_FIXTURES__"
 _PACKAGE = Path(__file__).parents[2]
 FIXTURE_GENERATORS = (
     Path(__file__).parent / "fixtures.py",
+    Path(__file__).parent / "protocols.py",
     _PACKAGE / "demo" / "scenes.py",
     _PACKAGE / "demo" / "synthetic.py",
     _PACKAGE / "training" / "synthetic.py",

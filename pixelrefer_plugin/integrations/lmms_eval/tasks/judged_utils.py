@@ -1,13 +1,14 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""Hooks of the LLM-judged PixelRefer tasks (Ferret-Bench, DLC-Bench, VideoRefer-Bench-D; docs/evaluation.md).
+"""Hooks of the LLM-judged PixelRefer tasks (Ferret-Bench, VideoRefer-Bench-D; DLC-Bench in `dlc_utils.py`).
 
 The judge is any OpenAI-compatible chat endpoint configured by the `PIXELREFER_JUDGE_*` environment variables
-(`pixelrefer_plugin.integrations.lmms_eval.judge`). `process_results` raises `JudgeNotConfiguredError` (naming the
-variables) when they are missing. lmms-eval loads every `!function` hook into a fresh module, so nothing is shared
-between `process_results` and the aggregations: each per-document entry carries its judge record (model, temperature,
-base URL), the aggregations log it with `logging.info`, and every task also reports it as the float metric
-`judge_temperature` (plus `judge_unparsed`, the fraction of judge replies that could not be parsed, counted as
-failures and left out of the score rather than replaced by a default).
+(`pixelrefer_plugin.integrations.lmms_eval.judge`); the judge prompts, reply parsing and averaging are the public
+scripts' (`pixelrefer_plugin.integrations.lmms_eval.protocols`, docs/evaluation.md). `process_results` raises
+`JudgeNotConfiguredError` (naming the variables) when they are missing. lmms-eval loads every `!function` hook into a
+fresh module, so nothing is shared between `process_results` and the aggregations: each per-document entry carries
+its judge record (model, temperature, base URL), its count of judge replies and of unparsed ones; the aggregations
+log the record with `logging.info`, and every judged task reports the float metrics `judge_temperature` and
+`judge_unparsed` (these two aggregations serve the DLC-Bench tasks too).
 """
 
 from __future__ import annotations
@@ -15,33 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import threading
 
-from pixelrefer_plugin.integrations.lmms_eval import metrics
-from pixelrefer_plugin.integrations.lmms_eval.judge import Judge, JudgeConfig
+from pixelrefer_plugin.integrations.lmms_eval import metrics, protocols
+from pixelrefer_plugin.integrations.lmms_eval.judge import Judge, JudgeConfig, shared_judge
 
 logger = logging.getLogger(__name__)
-
-_JUDGES: dict[JudgeConfig, Judge] = {}
-_JUDGES_LOCK = threading.Lock()
-
-
-def get_judge() -> Judge:
-    """The judge configured by the environment (one per configuration); raises `JudgeNotConfiguredError`."""
-    config = JudgeConfig.from_env()
-    with _JUDGES_LOCK:
-        if config not in _JUDGES:
-            _JUDGES[config] = Judge(config)
-        return _JUDGES[config]
-
-
-def _question(doc: dict) -> str:
-    """The question as the judge reads it: no image / video tags, `<region>` as "the marked region"."""
-    text = doc["prompt"]["full"]
-    for tag in ("<video>\n", "<image>\n", "<video>", "<image>"):
-        text = text.replace(tag, "")
-    return text.replace("<region>", "the marked region")
 
 
 def _records(entries: list[dict]) -> list[dict]:
@@ -50,9 +29,13 @@ def _records(entries: list[dict]) -> list[dict]:
 
 
 def _log_judge(task: str, entries: list[dict]) -> None:
-    unparsed = sum(entry["scores"] is None for entry in entries)
     logger.info(
-        "%s judged by %s over %d documents (%d unparsed replies)", task, _records(entries), len(entries), unparsed
+        "%s judged by %s over %d documents (%d of %d judge replies unparsed)",
+        task,
+        _records(entries),
+        len(entries),
+        sum(entry["unparsed"] for entry in entries),
+        sum(entry["judge_replies"] for entry in entries),
     )
 
 
@@ -66,46 +49,38 @@ def judge_temperature(entries: list[dict]) -> float:
 
 
 def judge_unparsed(entries: list[dict]) -> float:
-    """Fraction of documents whose judge reply could not be parsed (left out of the judged score)."""
-    return sum(entry["scores"] is None for entry in entries) / len(entries) if entries else 0.0
+    """Fraction of judge replies the protocol could not fully read (see each task's hooks for what that means)."""
+    replies = sum(entry["judge_replies"] for entry in entries)
+    return sum(entry["unparsed"] for entry in entries) / replies if replies else 0.0
 
 
-def _entry(doc: dict, prediction: str, judge: Judge, reply: str, scores: object) -> dict:
-    if scores is None:
-        logger.warning("document %s: unparsable judge reply %r; left out of the score", doc["id"], reply[:200])
-    return {"id": str(doc["id"]), "prediction": prediction, "reply": reply, "scores": scores, "judge": judge.record()}
+def _entry(doc: dict, prediction: str, judge: Judge, reply: str, scores: object, unparsed: bool) -> dict:
+    if unparsed:
+        logger.warning("document %s: judge reply not fully readable: %r", doc["id"], reply[:200])
+    return {
+        "id": str(doc["id"]),
+        "prediction": prediction,
+        "reply": reply,
+        "scores": scores,
+        "judge": judge.record(),
+        "judge_replies": 1,
+        "unparsed": int(unparsed),
+    }
 
 
 # --- Ferret-Bench referring reasoning: relative score --------------------------------------------------------------
-FERRET_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
-FERRET_INSTRUCTION = (
-    "We would like to request your feedback on the performance of two AI assistants in response to the user question "
-    "displayed above. The user asks the question about a marked region of an image. For your reference, the visual "
-    "content is given as a short context. Please rate the helpfulness, relevance, accuracy and level of detail of "
-    "their responses. Each assistant receives an overall score on a scale of 1 to 10, where a higher score indicates "
-    "better overall performance.\nPlease first output a single line containing only two values indicating the scores "
-    "for Assistant 1 and 2, respectively. The two scores are separated by a space.\nIn the subsequent line, please "
-    "provide a comprehensive explanation of your evaluation, avoiding any potential bias and ensuring that the order "
-    "in which the responses were presented does not affect your judgment."
-)
-
-
-def ferret_judge_prompt(doc: dict, prediction: str) -> str:
-    """LLaVA-Bench / Ferret-Bench style: context, question, reference (Assistant 1) and model (Assistant 2)."""
-    return (
-        f"[Context]\n{doc.get('context') or ''}\n\n[Question]\n{_question(doc)}\n\n"
-        f"[Assistant 1]\n{doc['answer']}\n\n[End of Assistant 1]\n\n"
-        f"[Assistant 2]\n{prediction}\n\n[End of Assistant 2]\n\n[System]\n{FERRET_INSTRUCTION}\n\n"
-    )
-
-
 def ferret_process_results(doc: dict, results: list[str]) -> dict:
-    """Ask the judge for (reference, model) scores; the same entry feeds every Ferret metric."""
-    judge = get_judge()
-    reply = judge.ask(FERRET_SYSTEM, ferret_judge_prompt(doc, results[0]), max_tokens=512)
+    """Ask the judge for (model, reference) scores (`2.eval_ferret.py`); the same entry feeds every Ferret metric.
+
+    The document gives the judge's `context` and `judge_question` (the question with the region as box coordinates)
+    and the reference `answer`. The reply's first line is read by `metrics.parse_pair_scores`; an unreadable reply
+    is left out of the score and counted in `judge_unparsed`."""
+    judge = shared_judge()
+    prompt = protocols.ferret_judge_prompt(doc["context"], doc["judge_question"], results[0], doc["answer"])
+    reply = judge.ask(protocols.FERRET_SYSTEM, prompt)
     pair = metrics.parse_pair_scores(reply)
-    scores = None if pair is None else {"reference": pair[0], "model": pair[1]}
-    entry = _entry(doc, results[0], judge, reply, scores)
+    scores = None if pair is None else {"model": pair[0], "reference": pair[1]}
+    entry = _entry(doc, results[0], judge, reply, scores, unparsed=pair is None)
     return {"relative_score": entry, "judge_temperature": entry, "judge_unparsed": entry}
 
 
@@ -119,97 +94,49 @@ def ferret_relative_score(entries: list[dict]) -> float:
     return metrics.ferret_relative_score([s["model"] for s in judged], [s["reference"] for s in judged])
 
 
-FERRET_ANSWERS_VARIABLE = "PIXELREFER_FERRET_ANSWERS"
-
-
-def ferret_process_docs(dataset):
-    """Osprey `box_refer_reason.json` records (`question_id`, `image`, `text` with `<region>`, `annotation` with
-    `segmentation` polygons and `bbox`) → region documents. The Osprey file has no reference answers: they are read
-    from `$PIXELREFER_FERRET_ANSWERS` (JSON list or JSONL of `{"question_id", "text"}`, Ferret-Bench's GPT-4 answers).
-    Unverified against the real files (written offline from their documented fields)."""
-    JudgeConfig.from_env()  # fail before any inference when no judge is configured
-    root = os.environ.get("PIXELREFER_COCO_ROOT")
-    answers_path = os.environ.get(FERRET_ANSWERS_VARIABLE)
-    if not root or not answers_path:
-        raise RuntimeError(
-            "set PIXELREFER_COCO_ROOT (COCO val2017 images) and PIXELREFER_FERRET_ANSWERS (Ferret-Bench reference "
-            "answers, JSON or JSONL of {question_id, text}) to run pixelrefer_ferret"
-        )
-    with open(answers_path) as handle:
-        text = handle.read().strip()
-    records = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
-    answers = {int(record["question_id"]): record["text"] for record in records}
-
-    def convert(row: dict) -> dict:
-        segmentation = row["annotation"]["segmentation"]
-        region = {"polygon": segmentation} if isinstance(segmentation, list) else {"rle": segmentation}
-        prompt = row["text"]
-        return {
-            "id": str(row["question_id"]),
-            "image": os.path.join(root, row["image"]),
-            "video": None,
-            "regions": json.dumps([region]),
-            "prompt": {"full": prompt, "lite": prompt},
-            "answer": answers[int(row["question_id"])],
-            "options": [],
-            "context": f"The marked region is the box [x, y, w, h] = {row['annotation']['bbox']}.",
-        }
-
-    return dataset.map(convert, remove_columns=dataset.column_names)
-
-
 # --- VideoRefer-Bench-D: SC / AD / TD / HD (0..5) ------------------------------------------------------------------
-VIDEOREFER_D_SYSTEM = (
-    "You are an expert judge of video object descriptions. You compare a predicted description of one marked object "
-    "in a video with a reference description and rate it from 0 to 5 on four dimensions: Subject Correspondence (is "
-    "it the same object), Appearance Description (colour, shape, clothing, details), Temporal Description (motion and "
-    "actions over time) and Hallucination Detection (5 = nothing invented, 0 = mostly invented)."
-)
-
-
-def videorefer_d_judge_prompt(doc: dict, prediction: str) -> str:
-    """Reference and predicted descriptions, then the JSON format instruction the parser expects."""
-    reference = doc["answer"][0] if isinstance(doc["answer"], list) else doc["answer"]
-    return (
-        f"Reference description:\n{reference}\n\nPredicted description:\n{prediction}\n\n"
-        f"{metrics.VIDEOREFER_D_FORMAT_INSTRUCTION}"
-    )
-
-
 def videorefer_d_process_results(doc: dict, results: list[str]) -> dict:
-    """Ask the judge for the four scores; the same entry feeds every VideoRefer-D metric."""
-    judge = get_judge()
-    reply = judge.ask(VIDEOREFER_D_SYSTEM, videorefer_d_judge_prompt(doc, results[0]), max_tokens=256)
-    entry = _entry(doc, results[0], judge, reply, metrics.parse_videorefer_d_scores(reply))
-    names = (*metrics.VIDEOREFER_D_KEYS, "average", "judge_temperature", "judge_unparsed")
+    """Ask the judge with the benchmark's `system.txt` and `##Correct answer` / `##Predicted answer` message; the
+    dimensions the reply holds feed each metric (a reply missing one counts in `judge_unparsed`)."""
+    judge = shared_judge()
+    reference = doc["answer"][0] if isinstance(doc["answer"], list) else doc["answer"]
+    reply = judge.ask(protocols.VIDEOREFER_D_SYSTEM, protocols.videorefer_d_judge_message(reference, results[0]))
+    scores = protocols.videorefer_d_parse_reply(reply)
+    entry = _entry(
+        doc, results[0], judge, reply, scores, unparsed=len(scores) < len(protocols.VIDEOREFER_D_DIMENSIONS)
+    )
+    names = (*protocols.VIDEOREFER_D_DIMENSIONS, "average", "judge_temperature", "judge_unparsed")
     return dict.fromkeys(names, entry)
 
 
-def _d_mean(entries: list[dict], key: str) -> float:
-    judged = [entry["scores"][key] for entry in entries if entry["scores"] is not None]
-    return sum(judged) / len(judged) if judged else math.nan
+def _d_means(entries: list[dict]) -> dict[str, float]:
+    return protocols.videorefer_d_dimension_means(entry["scores"] for entry in entries)
 
 
 def videorefer_d_sc(entries: list[dict]) -> float:
-    return _d_mean(entries, "SC")
+    """Subject Correspondence, mean over the replies that hold it."""
+    return _d_means(entries)["SC"]
 
 
 def videorefer_d_ad(entries: list[dict]) -> float:
-    return _d_mean(entries, "AD")
+    """Appearance Description, mean over the replies that hold it."""
+    return _d_means(entries)["AD"]
 
 
 def videorefer_d_td(entries: list[dict]) -> float:
-    return _d_mean(entries, "TD")
+    """Temporal Description, mean over the replies that hold it."""
+    return _d_means(entries)["TD"]
 
 
 def videorefer_d_hd(entries: list[dict]) -> float:
-    return _d_mean(entries, "HD")
+    """Hallucination Detection, mean over the replies that hold it."""
+    return _d_means(entries)["HD"]
 
 
 def videorefer_d_average(entries: list[dict]) -> float:
-    """Mean of the four dimension means (0..5) over the parsed replies."""
+    """Mean of the four dimension means (0..5)."""
     _log_judge("VideoRefer-Bench-D", entries)
-    return sum(_d_mean(entries, key) for key in metrics.VIDEOREFER_D_KEYS) / len(metrics.VIDEOREFER_D_KEYS)
+    return _d_means(entries)["average"]
 
 
 def require_judge(dataset):

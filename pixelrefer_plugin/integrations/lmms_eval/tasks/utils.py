@@ -158,9 +158,15 @@ def category_process_results(doc: dict, results: list[str]) -> dict:
 
 # --- region captioning (VG, RefCOCOg, HC-STVG): COCO caption metrics --------------------------------------------------
 def caption_process_results(doc: dict, results: list[str]) -> dict:
+    """One entry for the corpus-level caption metrics, and the document's `boxes_clipped` (0 without boxes)."""
     references = doc["answer"] if isinstance(doc["answer"], list) else [doc["answer"]]
     entry = {"id": str(doc["id"]), "prediction": results[0], "references": references}
-    return dict.fromkeys(CAPTION_METRICS, entry)
+    return {**dict.fromkeys(CAPTION_METRICS, entry), "boxes_clipped": float(doc.get("boxes_clipped") or 0)}
+
+
+def total(values: list[float]) -> float:
+    """Sum of per-document counts (e.g. `boxes_clipped`: boxes cut to their image)."""
+    return float(sum(values))
 
 
 @lru_cache(maxsize=8)
@@ -191,60 +197,16 @@ def caption_cider(entries: list[dict]) -> float:
     return _caption_metric(entries, "CIDEr")
 
 
-# --- multiple choice (VideoRefer-Bench-Q): letters parsed, never substituted -----------------------------------------
+# --- multiple choice (VideoRefer-Bench-Q): the public letter rule, unparsed answers counted ---------------------------
 def choice_process_results(doc: dict, results: list[str]) -> dict:
-    choice = metrics.parse_choice(results[0], len(doc["options"]))
-    if choice is None:
-        logger.warning("document %s: no option letter in the answer %r; counted as wrong", doc["id"], results[0])
-    return {"accuracy": float(choice == doc["answer"]), "unparsed": float(choice is None)}
+    """`accuracy` by `eval_videorefer_q_bench.py`'s rule ([`metrics.parse_choice`]); `unparsed` marks answers with no
+    `(X)` / `X)`, judged by their first character as the public script does."""
+    choice = metrics.parse_choice(results[0])
+    if not choice.parsed:
+        logger.warning("document %s: no option letter in %r; its first character is taken", doc["id"], results[0])
+    correct = choice.letter is not None and choice.letter == metrics.option_letter(doc["answer"])
+    return {"accuracy": float(correct), "unparsed": float(not choice.parsed)}
 
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
-
-
-# --- real data: the Osprey LVIS / PACO category sets -----------------------------------------------------------------
-COCO_ROOT_VARIABLE = "PIXELREFER_COCO_ROOT"
-
-
-def _osprey_category_docs(dataset, benchmark):
-    """Flatten Osprey records (one image: `file_name`, `categories[i]`, `annotations[i].segmentation`) into one region
-    document per object; images are read from `$PIXELREFER_COCO_ROOT/<file_name>` (COCO 2017 train + val images)."""
-    import os
-
-    from pixelrefer_plugin.prompts import PROMPTS
-
-    root = os.environ.get(COCO_ROOT_VARIABLE)
-    if not root:
-        raise RuntimeError(
-            f"set {COCO_ROOT_VARIABLE} to the folder holding the COCO 2017 images (train2017 and val2017 files "
-            f"together) to run {benchmark}"
-        )
-    prompt = PROMPTS[benchmark]
-
-    def flatten(batch):
-        out = {key: [] for key in ("id", "image", "video", "regions", "prompt", "answer", "options")}
-        for row in range(len(batch["file_name"])):
-            for index, (category, annotation) in enumerate(
-                zip(batch["categories"][row], batch["annotations"][row], strict=True)
-            ):
-                segmentation = annotation["segmentation"]
-                region = {"polygon": segmentation} if isinstance(segmentation, list) else {"rle": segmentation}
-                out["id"].append(f"{batch['file_name'][row]}#{index}")
-                out["image"].append(os.path.join(root, batch["file_name"][row]))
-                out["video"].append(None)
-                out["regions"].append(json.dumps([region]))
-                out["prompt"].append({"full": prompt.full, "lite": prompt.for_variant("lite")})
-                out["answer"].append(category)
-                out["options"].append([])
-        return out
-
-    return dataset.map(flatten, batched=True, remove_columns=dataset.column_names)
-
-
-def lvis_process_docs(dataset):
-    return _osprey_category_docs(dataset, "LVIS")
-
-
-def paco_process_docs(dataset):
-    return _osprey_category_docs(dataset, "PACO")
