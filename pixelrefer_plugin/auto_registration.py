@@ -25,7 +25,14 @@ _registered = False
 
 
 def register_auto_classes() -> None:
-    """Register `PixelReferConfig`, the two models and the processor with transformers' Auto classes (idempotent)."""
+    """Register `PixelReferConfig`, the two models and the processor with transformers' Auto classes, and the released
+    model types (`pixelrefer_qwen2`, `pixelreferlite_qwen2`) with their config translation and load-time key renaming,
+    so released checkpoints load as they are (idempotent). Also lets `from_pretrained` of these classes take preset
+    names (`"pixelrefer-7b"`).
+
+    The convention is transformers' own: `AutoModel` gives the base model `PixelReferModel`. Exported checkpoints map
+    `AutoModel` to the generating model in their `auto_map` instead (see `PixelReferConfig`).
+    """
     global _registered
     with _lock:
         if _registered:
@@ -33,15 +40,31 @@ def register_auto_classes() -> None:
         _registered = True
         _PendingRegistration.disarm()
         from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
+        from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING, MODEL_MAPPING
 
-        from .configuration_pixelrefer import PixelReferConfig
+        from .configuration_pixelrefer import LOADING_HOOKS, RELEASED_CONFIG_CLASSES, PixelReferConfig
+        from .conversion.released import released_processor, released_weight_renamings
         from .modeling_pixelrefer import PixelReferForConditionalGeneration, PixelReferModel
+        from .presets.hub import resolve_pretrained
         from .processing_pixelrefer import PixelReferProcessor
 
         AutoConfig.register(PixelReferConfig.model_type, PixelReferConfig, exist_ok=True)
         AutoModel.register(PixelReferConfig, PixelReferModel, exist_ok=True)
         AutoModelForImageTextToText.register(PixelReferConfig, PixelReferForConditionalGeneration, exist_ok=True)
         AutoProcessor.register(PixelReferConfig, PixelReferProcessor, exist_ok=True)
+        for model_type, config_class in RELEASED_CONFIG_CLASSES.items():
+            AutoConfig.register(model_type, config_class, exist_ok=True)
+            # The models' `config_class` is `PixelReferConfig`, of which the released configs are subclasses; the
+            # Auto classes' `register` insists on the same class name, so the mappings are extended directly.
+            MODEL_MAPPING.register(config_class, PixelReferModel, exist_ok=True)
+            MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING.register(
+                config_class, PixelReferForConditionalGeneration, exist_ok=True
+            )
+            AutoProcessor.register(config_class, PixelReferProcessor, exist_ok=True)
+            register_checkpoint_conversion_mapping(model_type, released_weight_renamings(), overwrite=True)
+        LOADING_HOOKS.resolve_name = resolve_pretrained
+        LOADING_HOOKS.released_processor = released_processor
 
 
 def register_when_transformers_is_ready() -> None:

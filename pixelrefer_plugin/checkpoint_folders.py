@@ -2,18 +2,25 @@
 """Writing a checkpoint folder so that it is either complete or absent, and never over what it was not told to replace.
 
 `convert`, `build` and `merge` write into a temporary sibling of the destination and rename it into place at the end:
-an interrupted run leaves no folder that loads as if it were complete. A non-empty destination is only replaced with
-`overwrite`, and never when it is, contains or lies inside a folder the checkpoint is read from.
+an interrupted run leaves no folder that loads as if it were complete. Training's final save, which shares its folder
+with the run's checkpoints, writes into a temporary folder and moves the files in with their config files last
+([`move_files_into`]), so its folder never holds a config beside weights that are not all there. A non-empty destination is only replaced with
+`overwrite`, and never when it is, contains or lies inside a folder the checkpoint is read from. `.bin` weights are
+only read with `torch.load(weights_only=True)` ([`load_weights_safely`]).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import uuid
+import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 
 class OutputFolderError(ValueError):
@@ -23,6 +30,49 @@ class OutputFolderError(ValueError):
         super().__init__(f"--out {folder}: {reason}")
         self.folder = folder
         self.reason = reason
+
+
+class UnsafeWeightsError(ValueError):
+    """A `.bin` weights file that `torch.load(weights_only=True)` refuses (it holds pickled objects other than tensors,
+    or is not a torch file); `file` is the file and `reason` what the unpickler refused."""
+
+    def __init__(self, file: Path, reason: str):
+        super().__init__(
+            f"{file} is not loadable safely: torch.load with weights_only=True refused it ({reason}); expected a file "
+            "of tensors only, as torch.save(state_dict) writes it"
+        )
+        self.file = file
+        self.reason = reason
+
+    def __reduce__(self):
+        return type(self), (self.file, self.reason)
+
+
+def load_weights_safely(file: Path) -> Any:
+    """The tensors of a `.bin` file, read with `weights_only=True` (memory-mapped when it is the zip format
+    `torch.save` writes; a legacy raw pickle is read whole). No pickled code runs.
+
+    Raises:
+        UnsafeWeightsError: naming the file and what the unpickler refused.
+    """
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; the error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file))
+    except Exception as error:  # the unpickler raises several types (UnpicklingError, RuntimeError, EOFError, ...)
+        raise UnsafeWeightsError(file, _refusal(error)) from None
+
+
+def _refusal(error: BaseException) -> str:
+    """The one line of a `torch.load` error that says what was refused (its messages span many lines)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0].split(". ")[0] if lines else type(error).__name__
 
 
 def check_destination(destination: Path, overwrite: bool, sources: Sequence[Path] = ()) -> None:
@@ -75,3 +125,17 @@ def checkpoint_folder(
     os.replace(partial, destination)
     if replaced is not None:
         shutil.rmtree(replaced)
+
+
+def move_files_into(partial: Path, destination: Path, last: Sequence[str] = ()) -> None:
+    """Move every entry of `partial` into `destination` (replacing entries of the same name), the names in `last`
+    at the end, then remove `partial`. Each move is a rename on the same file system: an interruption leaves some
+    files moved, but none of the `last` ones (the files that make a folder load) before all the others are in place.
+    """
+    entries = sorted(partial.iterdir(), key=lambda entry: (entry.name in last, entry.name))
+    for entry in entries:
+        target = destination / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    partial.rmdir()

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import transformers
@@ -34,7 +36,7 @@ def check_transformers_version(installed: str = transformers.__version__) -> Non
 
 check_transformers_version()
 
-from transformers import AutoConfig, PreTrainedConfig  # noqa: E402
+from transformers import AutoConfig, PreTrainedConfig, Qwen2Config  # noqa: E402
 from transformers.configuration_utils import SubConfigSpec  # noqa: E402
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig  # noqa: E402
 
@@ -107,7 +109,10 @@ class PixelReferConfig(RegionSettingAttributes, PreTrainedConfig):
             "auto_map",
             {
                 "AutoConfig": "configuration_pixelrefer.PixelReferConfig",
-                "AutoModel": "modeling_pixelrefer.PixelReferModel",
+                # the line people type, `AutoModel.from_pretrained(folder, trust_remote_code=True)`, gives the model
+                # that generates (as remote-code region models do); `import pixelrefer_plugin` keeps transformers'
+                # own convention, AutoModel -> PixelReferModel
+                "AutoModel": "modeling_pixelrefer.PixelReferForConditionalGeneration",
                 "AutoModelForImageTextToText": "modeling_pixelrefer.PixelReferForConditionalGeneration",
             },
         )
@@ -125,6 +130,16 @@ class PixelReferConfig(RegionSettingAttributes, PreTrainedConfig):
             size = getattr(self.region_settings, name)
             if size % self.vision_config.patch_size:
                 raise ValueError(f"{name} must be a multiple of the patch size, got {size}")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> PreTrainedConfig:
+        """As `PreTrainedConfig.from_pretrained`; a released checkpoint's `config.json` loads as its released config
+        class ([`PixelReferReleasedConfig`], [`PixelReferLiteReleasedConfig`]), translated from the flat layout."""
+        config_dict, _ = cls.get_config_dict(pretrained_model_name_or_path, **dict(kwargs))
+        released = RELEASED_CONFIG_CLASSES.get(config_dict.get("model_type"))
+        if released is not None and not issubclass(cls, released):
+            return released.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @property
     def patch_size(self) -> int:
@@ -145,4 +160,125 @@ class PixelReferConfig(RegionSettingAttributes, PreTrainedConfig):
     __hash__ = None
 
 
-__all__ = ["PixelReferConfig"]
+# The released checkpoints (the public code's layout): `model_type` -> variant.
+RELEASED_MODEL_TYPES = {"pixelrefer_qwen2": "full", "pixelreferlite_qwen2": "lite"}
+
+# The vision encoder the released models use (VL3-SigLIP-NaViT), when config.json carries no `vision_encoder_config`.
+RELEASED_VISION_CONFIG = {
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "patch_size": 14,
+    "hidden_act": "gelu_pytorch_tanh",
+    "layer_norm_eps": 1e-6,
+}
+
+# Model settings that reproduce the released semantics beyond the variant's region settings, which
+# `RegionSettings.for_variant` gives (among them the exact grid-mask rules, `region_grid_rounding="uint8"` (full) and
+# `"opencv_any"` (Lite)); see docs/model.md, "Released behaviour and settings".
+RELEASED_FLAGS: dict[str, dict[str, Any]] = {"full": {}, "lite": {"oci_num_heads": 8}}
+
+
+def text_config_from_released(released: dict[str, Any]) -> dict[str, Any]:
+    """The Qwen2 part of a released config (its flat Qwen2 keys)."""
+    names = {field.name for field in fields(Qwen2Config)} - {"architectures", "transformers_version", "dtype"}
+    text = {key: value for key, value in released.items() if key in names}
+    for legacy in ("rope_theta", "rope_scaling"):
+        if legacy in released:
+            text[legacy] = released[legacy]
+    text["model_type"] = "qwen2"
+    return text
+
+
+def vision_config_from_released(released: dict[str, Any]) -> dict[str, Any]:
+    """The vision encoder config: the checkpoint's own `vision_encoder_config` when present, else the released
+    encoder's sizes (with `mm_hidden_size` as width). Never downloads anything."""
+    vision = dict(RELEASED_VISION_CONFIG)
+    names = {field.name for field in fields(VideoLlama3VisionConfig)}
+    own = released.get("vision_encoder_config") or {}
+    vision.update({key: value for key, value in own.items() if key in names and key != "model_type"})
+    if "vision_encoder_config" not in released and "mm_hidden_size" in released:
+        vision["hidden_size"] = released["mm_hidden_size"]
+    return vision
+
+
+def released_config_arguments(released: dict[str, Any]) -> dict[str, Any]:
+    """[`PixelReferConfig`] arguments of a released checkpoint's flat `config.json`, with the released settings of its
+    variant. Token ids are the ones the checkpoint records (`image_token_index`, `region_token_index`).
+
+    Raises:
+        ValueError: `released["model_type"]` is not a released model type.
+    """
+    model_type = released.get("model_type")
+    if model_type not in RELEASED_MODEL_TYPES:
+        raise ValueError(f"model_type must be one of {sorted(RELEASED_MODEL_TYPES)}, got {model_type!r}")
+    variant = RELEASED_MODEL_TYPES[model_type]
+    return {
+        "text_config": text_config_from_released(released),
+        "vision_config": vision_config_from_released(released),
+        "variant": variant,
+        "image_token_id": int(released.get("image_token_index", PixelReferConfig.image_token_id)),
+        "region_token_id": int(released.get("region_token_index", PixelReferConfig.region_token_id)),
+        "region_settings": RegionSettings.for_variant(variant, mask_num=int(released.get("mask_num", 32))),
+        "video_merge_size": int(released.get("spatial_merge_size", 2)),
+        "position_axis_swap": True,
+        "dtype": released.get("torch_dtype") or released.get("dtype"),
+        **RELEASED_FLAGS[variant],
+    }
+
+
+class PixelReferReleasedConfig(PixelReferConfig):
+    r"""
+    Configuration of a released PixelRefer checkpoint (`model_type` `"pixelrefer_qwen2"`, the public code's layout).
+
+    Its flat `config.json` (Qwen2 keys plus multimodal fields) is translated into a [`PixelReferConfig`] with the
+    released settings (see `released_config_arguments`). With `pixelrefer_plugin` installed, the released weights'
+    names are renamed at load time, so `AutoModelForImageTextToText.from_pretrained` loads the checkpoint as it is.
+    """
+
+    model_type = "pixelrefer_qwen2"
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> PixelReferReleasedConfig:
+        if "text_config" not in config_dict:  # the released flat layout (a re-saved config is nested already)
+            config_dict = released_config_arguments({**config_dict, "model_type": cls.model_type})
+        return super().from_dict(config_dict, **kwargs)
+
+
+class PixelReferLiteReleasedConfig(PixelReferReleasedConfig):
+    r"""Configuration of a released PixelRefer-Lite checkpoint (`model_type` `"pixelreferlite_qwen2"`); see
+    [`PixelReferReleasedConfig`]."""
+
+    model_type = "pixelreferlite_qwen2"
+
+
+RELEASED_CONFIG_CLASSES: dict[str, type[PixelReferReleasedConfig]] = {
+    config.model_type: config for config in (PixelReferReleasedConfig, PixelReferLiteReleasedConfig)
+}
+
+
+@dataclass
+class LoadingHooks:
+    """What the installed `pixelrefer_plugin` adds to `from_pretrained` of the PixelRefer classes; it sets them when it
+    registers its Auto classes. A checkpoint's own copy of this file (`trust_remote_code`) keeps them unset.
+
+    Attributes:
+        resolve_name: `(name, **from_pretrained_kwargs) -> folder or hub id`; turns a preset name into its checkpoint.
+        released_processor: `(name, **from_pretrained_kwargs) -> processor or None`; the processor of a released
+            checkpoint, None for any other checkpoint.
+    """
+
+    resolve_name: Callable[..., str | os.PathLike] | None = None
+    released_processor: Callable[..., Any] | None = None
+
+
+LOADING_HOOKS = LoadingHooks()
+
+
+def resolve_pretrained_name(name: str | os.PathLike, **kwargs: Any) -> str | os.PathLike:
+    """What `from_pretrained` reads for `name`: a preset's checkpoint when the package resolves it, else `name`."""
+    return name if LOADING_HOOKS.resolve_name is None else LOADING_HOOKS.resolve_name(name, **kwargs)
+
+
+__all__ = ["PixelReferConfig", "PixelReferLiteReleasedConfig", "PixelReferReleasedConfig"]

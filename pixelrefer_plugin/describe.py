@@ -30,7 +30,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.feature_extraction_utils import BatchFeature
 
-from .configuration_pixelrefer import PixelReferConfig
+from .configuration_pixelrefer import RELEASED_MODEL_TYPES, PixelReferConfig
 from .prompts import DLC_BENCH, VIDEOREFER_BENCH_D
 from .regions import TRACK_KEY, PixelReferInputError
 from .runtime import preferred_attn_implementation, preferred_dtype
@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 REGION_PLACEHOLDER = "<region>"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # model_type of the released checkpoints before `pixelrefer convert`
-RELEASED_MODEL_TYPES = ("pixelrefer_qwen2", "pixelreferlite_qwen2")
 
 
 def default_question(variant: str, on_video: bool) -> str:
@@ -60,16 +59,25 @@ def check_question(question: str) -> str:
     return question
 
 
-def check_checkpoint(path: str | Path) -> Path:
-    """The folder `path` if it holds a PixelRefer checkpoint; else a [`PixelReferInputError`] that says what to do."""
+def check_checkpoint(path: str | Path) -> str | Path:
+    """What `from_pretrained` should read for `path`: a PixelRefer checkpoint folder (converted or released), or the
+    hub id of a preset name (`"pixelrefer-7b"`) with no folder of that name; else a [`PixelReferInputError`] that says
+    what to do (offline with nothing cached: the download and convert commands)."""
     folder = Path(path)
     if not folder.exists():
-        hint = ""
         from .presets import list_presets
+        from .presets.hub import HubUnavailableError, resolve_pretrained
 
-        if str(path) in list_presets():
-            hint = f"; {str(path)!r} is a preset name: write its checkpoint with `pixelrefer build {path} --out DIR`"
-        raise PixelReferInputError("model", f"no such folder{hint}")
+        if str(path) not in list_presets():
+            raise PixelReferInputError("model", "no such folder")
+        try:
+            resolved = resolve_pretrained(str(path))
+        except HubUnavailableError as error:
+            raise PixelReferInputError("model", str(error)) from None
+        if resolved == str(path):  # a preset without released weights
+            hint = f"{str(path)!r} is a preset name: write its checkpoint with `pixelrefer build {path} --out DIR`"
+            raise PixelReferInputError("model", f"no such folder; {hint}")
+        return resolved
     if not folder.is_dir():
         raise PixelReferInputError("model", "is a file; expected a checkpoint folder")
     config_file = folder / "config.json"
@@ -82,17 +90,12 @@ def check_checkpoint(path: str | Path) -> Path:
         model_type = json.loads(config_file.read_text()).get("model_type")
     except (OSError, ValueError, AttributeError) as error:
         raise PixelReferInputError("model", f"cannot read its config.json ({error})") from None
-    if model_type in RELEASED_MODEL_TYPES:
-        raise PixelReferInputError(
-            "model",
-            f"holds a released checkpoint (model_type {model_type!r}); convert it first with "
-            "`pixelrefer convert SRC --out DIR` (see docs/checkpoints.md)",
-        )
-    if model_type != PixelReferConfig.model_type:
+    if model_type != PixelReferConfig.model_type and model_type not in RELEASED_MODEL_TYPES:
         raise PixelReferInputError(
             "model",
             f"holds a {model_type!r} checkpoint; expected a PixelRefer one (model_type "
-            f"{PixelReferConfig.model_type!r}, written by `pixelrefer build`, `convert` or `merge`)",
+            f"{PixelReferConfig.model_type!r}, written by `pixelrefer build`, `convert` or `merge`, or a released "
+            f"{' / '.join(sorted(RELEASED_MODEL_TYPES))} checkpoint)",
         )
     return folder
 
@@ -129,7 +132,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def load_processor(path: str | Path) -> Any:
-    """The [`PixelReferProcessor`] of a checkpoint folder."""
+    """The [`PixelReferProcessor`] of a checkpoint folder or preset name (see `check_checkpoint`)."""
     folder = check_checkpoint(path)
     try:
         return AutoProcessor.from_pretrained(str(folder), trust_remote_code=True)
@@ -138,7 +141,8 @@ def load_processor(path: str | Path) -> Any:
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):
-    """The model of a checkpoint folder, in eval mode on `device` (default: CUDA if available) in `dtype`."""
+    """The model of a checkpoint folder or preset name, in eval mode on `device` (default: CUDA if available) in
+    `dtype`."""
     folder = check_checkpoint(path)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)

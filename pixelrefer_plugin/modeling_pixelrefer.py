@@ -27,8 +27,9 @@ from transformers.models.video_llama_3.modeling_video_llama_3 import (
 )
 from transformers.utils import can_return_tuple
 
-from .configuration_pixelrefer import PixelReferConfig
-from .object_infusion import PixelReferObjectInfusion
+from .configuration_pixelrefer import PixelReferConfig, resolve_pretrained_name
+from .errors import ModelInputError
+from .object_infusion import PackedContext, PixelReferObjectInfusion
 from .object_tokenizer import PixelReferObjectTokenizer
 
 REGION_INPUT_NAMES = (
@@ -42,8 +43,11 @@ REGION_INPUT_NAMES = (
     "frame_pixel_values",
     "frame_grid_thw",
     "region_frame_index",
+    "region_mask_sizes",  # optional: only where a crop was refitted into the pixel budget
 )
 SCENE_INPUT_NAMES = ("pixel_values", "pixel_values_videos")
+_IMAGE_INPUT_NAMES = ("pixel_values", "image_grid_thw", "image_merge_sizes")
+_VIDEO_INPUT_NAMES = ("pixel_values_videos", "video_grid_thw", "video_merge_sizes")
 
 # transformers 5.24 renamed the key-value cache argument (and output field) `past_key_values` to `cache`. The models
 # take either name and hand the base model the one the installed transformers expects.
@@ -89,6 +93,16 @@ class PixelReferPreTrainedModel(VideoLlama3PreTrainedModel):
     config_class = PixelReferConfig
     config: PixelReferConfig
     _no_split_modules = ["VideoLlama3VisionEncoderLayer", "Qwen2DecoderLayer"]
+    # Released Lite checkpoints carry a `mask_embedding` that the public code defines but never calls.
+    _keys_to_ignore_on_load_unexpected = [r"^model\.region_encoder\.mask_embedding\."]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`. With `pixelrefer_plugin` installed, `pretrained_model_name_or_path` may
+        also be a preset name (`"pixelrefer-7b"`: a folder of that name, else its hub repository) or a released
+        checkpoint, loaded as it is."""
+        name = resolve_pretrained_name(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(name, *model_args, **kwargs)
 
 
 class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
@@ -134,26 +148,35 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         region_grid_mask: torch.BoolTensor,
         region_boxes: torch.LongTensor,
         region_image_sizes: torch.LongTensor,
+        region_mask_sizes: torch.LongTensor | None = None,
         local_features: torch.Tensor | None = None,
+        local_grid_thw: torch.LongTensor | None = None,
         frame_features: torch.Tensor | None = None,
         frame_grid_thw: torch.LongTensor | None = None,
         region_frame_index: torch.LongTensor | None = None,
     ) -> tuple[torch.Tensor, torch.LongTensor]:
         """Object tokens `(T, D)` of all regions (Lite: `mask_num` per region, context-infused) and tokens per region."""
         grid_sizes = region_grid_thw[:, 1:]
+        region_inputs = (
+            crop_features,
+            grid_sizes,
+            region_grid_mask,
+            region_boxes,
+            region_image_sizes,
+            region_mask_sizes,
+        )
         if self.object_infusion is None:
-            return self.object_tokenizer(crop_features, grid_sizes, region_grid_mask, region_boxes, region_image_sizes)
+            return self.object_tokenizer(*region_inputs)
         if local_features is None or frame_features is None or region_frame_index is None:
             raise ValueError(
                 "PixelRefer-Lite needs region_local_pixel_values, frame_pixel_values and region_frame_index; build the "
                 "inputs with the Lite PixelReferProcessor"
             )
-        padded, _ = self.object_tokenizer.pool_padded(
-            crop_features, grid_sizes, region_grid_mask, region_boxes, region_image_sizes
-        )
-        num_regions, mask_num, width = padded.shape
-        frames = frame_features.view(len(frame_grid_thw), -1, width)
-        infused = self.object_infusion(padded, local_features.view(num_regions, -1, width), frames, region_frame_index)
+        padded, _ = self.object_tokenizer.pool_padded(*region_inputs)
+        num_regions, mask_num, _ = padded.shape
+        local = PackedContext.from_features(local_features, local_grid_thw)
+        frames = PackedContext.from_features(frame_features, frame_grid_thw)
+        infused = self.object_infusion(padded, local, frames, region_frame_index)
         tokens_per_region = torch.full((num_regions,), mask_num, dtype=torch.long, device=padded.device)
         return self.object_tokenizer.project(infused.flatten(0, 1)), tokens_per_region
 
@@ -170,6 +193,74 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
                 f"({self.config.region_settings.mask_num}) and on the region grid masks"
             )
         return inputs_embeds.masked_scatter(region_mask[..., None], object_tokens.to(inputs_embeds.dtype))
+
+    def _check_inputs(
+        self, inputs: dict[str, torch.Tensor | None], is_prefill: bool, has_encoder_outputs: bool
+    ) -> None:
+        """Refuse inputs that do not fit together, before any of them is used.
+
+        Checked: `input_ids` or `inputs_embeds`; an `attention_mask` of the batch size (and, at prefill, the length) of
+        `input_ids`; each group of scene / region inputs given whole; at prefill, `<image>` / `<|video_pad|>` /
+        `<REGION>` tokens in `input_ids` only with the pixel inputs that replace them; no scene inputs for Lite.
+
+        Raises:
+            ModelInputError: naming the argument at fault and what was expected.
+        """
+        input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
+        if input_ids is None and inputs["inputs_embeds"] is None:
+            raise ModelInputError("input_ids", "pass input_ids or inputs_embeds")
+        reference = input_ids if input_ids is not None else inputs["inputs_embeds"]
+        name = "input_ids" if input_ids is not None else "inputs_embeds"
+        if attention_mask is not None and attention_mask.ndim == 2:
+            if attention_mask.shape[0] != reference.shape[0]:
+                raise ModelInputError(
+                    "attention_mask",
+                    f"has batch size {attention_mask.shape[0]}; expected {reference.shape[0]}, the batch size of {name}",
+                )
+            if is_prefill and attention_mask.shape[1] != reference.shape[1]:
+                raise ModelInputError(
+                    "attention_mask",
+                    f"has {attention_mask.shape[1]} positions; expected {reference.shape[1]}, the length of {name}",
+                )
+        lite = self.config.variant == "lite"
+        if lite and (inputs["pixel_values"] is not None or inputs["pixel_values_videos"] is not None):
+            argument = "pixel_values" if inputs["pixel_values"] is not None else "pixel_values_videos"
+            raise ModelInputError(
+                argument, "PixelRefer-Lite reads no scene tokens: pass no pixel_values / pixel_values_videos"
+            )
+        if inputs["region_pixel_values"] is not None and input_ids is None:
+            raise ModelInputError("input_ids", "are needed to place the object tokens of region_pixel_values")
+        if not is_prefill or input_ids is None:
+            return  # generation drops the pixel inputs after the prefill and keeps their grids
+        region_group = REGION_INPUT_NAMES[:-1] if lite else REGION_INPUT_NAMES[:5]
+        for group in (_IMAGE_INPUT_NAMES, _VIDEO_INPUT_NAMES, region_group):
+            given = [name for name in group if inputs[name] is not None]
+            if given and len(given) != len(group):
+                missing = [name for name in group if inputs[name] is None]
+                raise ModelInputError(
+                    missing[0],
+                    f"is missing while {', '.join(given)} {'is' if len(given) == 1 else 'are'} given; expected all of "
+                    f"{', '.join(group)} (as PixelReferProcessor returns them)",
+                )
+        for token_id, token, pixels, what in (
+            (self.config.image_token_id, "<image>", "pixel_values", "image"),
+            (self.config.video_token_id, "<|video_pad|>", "pixel_values_videos", "video"),
+            (self.config.region_token_id, self.config.region_token, "region_pixel_values", "region"),
+        ):
+            if (
+                token_id is None
+                or inputs[pixels] is not None
+                or (has_encoder_outputs and pixels != "region_pixel_values")
+            ):
+                continue
+            found = int((input_ids == token_id).sum())
+            if found:
+                raise ModelInputError(
+                    pixels,
+                    f"is missing: input_ids hold {found} {token} token(s) but no {what} inputs were given; build "
+                    "the inputs with PixelReferProcessor, which returns the pixel inputs with the tokens that stand "
+                    "for them",
+                )
 
     @can_return_tuple
     def forward(
@@ -190,6 +281,7 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         region_pixel_values: torch.Tensor | None = None,
         region_grid_thw: torch.LongTensor | None = None,
         region_grid_mask: torch.BoolTensor | None = None,
+        region_mask_sizes: torch.LongTensor | None = None,
         region_boxes: torch.LongTensor | None = None,
         region_image_sizes: torch.LongTensor | None = None,
         region_local_pixel_values: torch.Tensor | None = None,
@@ -209,8 +301,11 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
             Patches of all region crops, crops concatenated (see [`PixelReferProcessor`]).
         region_grid_thw (`torch.LongTensor` of shape `(num_regions, 3)`):
             `(1, h, w)` patch grid of each crop.
-        region_grid_mask (`torch.BoolTensor` of shape `(sum(h*w),)`):
-            Which crop cells belong to their region.
+        region_grid_mask (`torch.BoolTensor` of shape `(sum(mh*mw),)`):
+            Which cells of each crop's grid mask belong to their region.
+        region_mask_sizes (`torch.LongTensor` of shape `(num_regions, 2)`, *optional*):
+            `(mh, mw)` of each grid mask where some crop was encoded at another grid (refitted into the pixel budget);
+            such a crop's features are stretched to its grid mask. Default: the grids of `region_grid_thw`.
         region_boxes (`torch.LongTensor` of shape `(num_regions, 4)`):
             Crop boxes `(top, left, bottom, right)` in the pixels of the region's image, as the position encoding reads
             them.
@@ -223,15 +318,35 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         region_frame_index (`torch.LongTensor` of shape `(num_regions,)`):
             Lite: which frame of `frame_pixel_values` each region lies on.
         """
-        if input_ids is None and inputs_embeds is None:
-            raise ValueError("pass input_ids or inputs_embeds")
-        lite = self.config.variant == "lite"
-        if lite and (pixel_values is not None or pixel_values_videos is not None):
-            raise ValueError("PixelRefer-Lite reads no scene tokens: pass no pixel_values / pixel_values_videos")
         cache = _take_cache(cache, kwargs)
+        is_prefill = cache is None or cache.get_seq_length() == 0
+        self._check_inputs(
+            {
+                "input_ids": input_ids,
+                "inputs_embeds": inputs_embeds,
+                "attention_mask": attention_mask,
+                "pixel_values": pixel_values,
+                "image_grid_thw": image_grid_thw,
+                "image_merge_sizes": image_merge_sizes,
+                "pixel_values_videos": pixel_values_videos,
+                "video_grid_thw": video_grid_thw,
+                "video_merge_sizes": video_merge_sizes,
+                "region_pixel_values": region_pixel_values,
+                "region_grid_thw": region_grid_thw,
+                "region_grid_mask": region_grid_mask,
+                "region_boxes": region_boxes,
+                "region_image_sizes": region_image_sizes,
+                "region_local_pixel_values": region_local_pixel_values,
+                "region_local_grid_thw": region_local_grid_thw,
+                "frame_pixel_values": frame_pixel_values,
+                "frame_grid_thw": frame_grid_thw,
+                "region_frame_index": region_frame_index,
+            },
+            is_prefill=is_prefill,
+            has_encoder_outputs=bool(kwargs.get("mm_encoder_outputs")),
+        )
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
-        is_prefill = cache is None or cache.get_seq_length() == 0
 
         groups: dict[str, tuple[torch.Tensor, torch.LongTensor, torch.LongTensor]] = {}
         if pixel_values is not None:
@@ -257,25 +372,20 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
 
         object_tokens_per_region = None
         if "crop" in features:
-            if input_ids is None:
-                raise ValueError("input_ids are needed to place the object tokens of region_pixel_values")
             object_tokens, object_tokens_per_region = self.object_tokens(
                 features["crop"],
                 region_grid_thw,
                 region_grid_mask,
                 region_boxes,
                 region_image_sizes,
+                region_mask_sizes,
                 local_features=features.get("local"),
+                local_grid_thw=region_local_grid_thw,
                 frame_features=features.get("frame"),
                 frame_grid_thw=frame_grid_thw,
                 region_frame_index=region_frame_index,
             )
             inputs_embeds = self.scatter_object_tokens(input_ids, inputs_embeds, object_tokens)
-        elif is_prefill and input_ids is not None and bool((input_ids == self.config.region_token_id).any()):
-            raise ValueError(
-                f"input_ids hold {self.config.region_token} tokens but no region inputs were given; "
-                "build the inputs with PixelReferProcessor(..., regions=...)"
-            )
 
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and is_prefill:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
@@ -341,6 +451,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
         region_pixel_values: torch.Tensor | None = None,
         region_grid_thw: torch.LongTensor | None = None,
         region_grid_mask: torch.BoolTensor | None = None,
+        region_mask_sizes: torch.LongTensor | None = None,
         region_boxes: torch.LongTensor | None = None,
         region_image_sizes: torch.LongTensor | None = None,
         region_local_pixel_values: torch.Tensor | None = None,
@@ -376,6 +487,7 @@ class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMi
             region_pixel_values=region_pixel_values,
             region_grid_thw=region_grid_thw,
             region_grid_mask=region_grid_mask,
+            region_mask_sizes=region_mask_sizes,
             region_boxes=region_boxes,
             region_image_sizes=region_image_sizes,
             region_local_pixel_values=region_local_pixel_values,

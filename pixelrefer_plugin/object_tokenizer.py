@@ -119,32 +119,40 @@ class PixelReferObjectTokenizer(nn.Module):
         grid_mask: torch.Tensor,
         boxes: torch.Tensor,
         image_sizes: torch.Tensor,
+        mask_sizes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Position-encoded, mask-pooled and k-means-reduced region features, before the projection, zero-padded.
 
         Args:
             crop_features: `(sum(h*w), C)` vision features of all crops, crops concatenated, cells in raster order.
-            grid_sizes: `(R, 2)` `(h, w)` of each crop grid.
-            grid_mask: `(sum(h*w),)` bool, which cells belong to their region.
+            grid_sizes: `(R, 2)` `(h, w)` of each crop's feature grid.
+            grid_mask: `(sum(mh*mw),)` bool, which cells of each grid mask belong to their region.
             boxes: `(R, 4)` crop boxes `(top, left, bottom, right)` in image pixels.
             image_sizes: `(R, 2)` `(H, W)` of each region's image.
+            mask_sizes: `(R, 2)` `(mh, mw)` of each grid mask; `None`: the feature grids. A crop whose grid mask has
+                another size has its position-encoded features stretched to it (bilinear), as the released models do.
 
         Returns:
             features `(R, mask_num, C)` float32, region r's tokens in rows `[0, tokens_per_region[r])` and zeros after,
             and tokens_per_region `(R,)` = `min(mask_num, cells in the region's grid mask)`.
         """
         num_regions = grid_sizes.shape[0]
+        stretch = mask_sizes is not None and not torch.equal(mask_sizes.to(grid_sizes.device), grid_sizes)
+        if stretch:
+            crop_features = self.stretch_to_mask_grids(crop_features, grid_sizes, boxes, image_sizes, mask_sizes)
+            grid_sizes = mask_sizes.to(grid_sizes.device)
         cells_per_crop = grid_sizes[:, 0] * grid_sizes[:, 1]
         cell_region = torch.repeat_interleave(torch.arange(num_regions, device=grid_mask.device), cells_per_crop)
         selected = grid_mask.nonzero(as_tuple=True)[0]
 
-        positions = position_grids(grid_sizes, boxes, image_sizes, self.position_axis_swap)[selected]
         features = crop_features[selected]
-        positions = positions.to(device=features.device, dtype=features.dtype)
-        if torch.is_grad_enabled():
-            features = features + self.pos_linear(positions)
-        else:  # inference: add in place, sparing one feature-sized allocation
-            features.addmm_(positions, self.pos_linear.weight.t()).add_(self.pos_linear.bias)
+        if not stretch:
+            positions = position_grids(grid_sizes, boxes, image_sizes, self.position_axis_swap)[selected]
+            positions = positions.to(device=features.device, dtype=features.dtype)
+            if torch.is_grad_enabled():
+                features = features + self.pos_linear(positions)
+            else:  # inference: add in place, sparing one feature-sized allocation
+                features.addmm_(positions, self.pos_linear.weight.t()).add_(self.pos_linear.bias)
         features = features.float()
 
         feature_region = cell_region[selected]
@@ -171,6 +179,33 @@ class PixelReferObjectTokenizer(nn.Module):
 
         return tokens, num_tokens
 
+    def stretch_to_mask_grids(
+        self,
+        crop_features: torch.Tensor,
+        grid_sizes: torch.Tensor,
+        boxes: torch.Tensor,
+        image_sizes: torch.Tensor,
+        mask_sizes: torch.Tensor,
+    ) -> torch.Tensor:
+        """Position-encoded float32 features of every crop at its grid mask's size `(sum(mh*mw), C)`.
+
+        The positions are those of the feature grid; a crop whose grid mask has another size is then resampled to it
+        (bilinear, `align_corners=False`), the released `MaskPooling` rule for crops the image processor refitted.
+        """
+        positions = position_grids(grid_sizes, boxes, image_sizes, self.position_axis_swap)
+        features = crop_features + self.pos_linear(
+            positions.to(device=crop_features.device, dtype=crop_features.dtype)
+        )
+        pieces = features.float().split((grid_sizes[:, 0] * grid_sizes[:, 1]).tolist())
+        stretched = []
+        for piece, (height, width), mask_size in zip(pieces, grid_sizes.tolist(), mask_sizes.tolist(), strict=True):
+            if [height, width] != mask_size:
+                grid = piece.t().reshape(1, -1, height, width)
+                grid = nn.functional.interpolate(grid, size=tuple(mask_size), mode="bilinear", align_corners=False)
+                piece = grid.flatten(2)[0].t()
+            stretched.append(piece)
+        return torch.cat(stretched)
+
     def pool(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Like [`pool_padded`] without the padding: features `(T, C)`, `T = sum(tokens_per_region)`, regions in order."""
         tokens, num_tokens = self.pool_padded(*args)
@@ -188,9 +223,10 @@ class PixelReferObjectTokenizer(nn.Module):
         grid_mask: torch.Tensor,
         boxes: torch.Tensor,
         image_sizes: torch.Tensor,
+        mask_sizes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Object tokens `(T, D)` at the LLM width and tokens_per_region `(R,)`; arguments as in [`pool`]."""
-        pooled, num_tokens = self.pool(crop_features, grid_sizes, grid_mask, boxes, image_sizes)
+        pooled, num_tokens = self.pool(crop_features, grid_sizes, grid_mask, boxes, image_sizes, mask_sizes)
         return self.project(pooled), num_tokens
 
 

@@ -13,6 +13,7 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from .configuration_pixelrefer import LOADING_HOOKS, resolve_pretrained_name
 from .region_inputs import RegionInputCollector
 from .region_settings import VARIANTS, RegionSettingAttributes, RegionSettings, pop_region_settings
 from .regions import PixelReferInputError, RegionInputError, load_image, region_parts, region_to_mask
@@ -96,6 +97,16 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
 
     _auto_class = "AutoProcessor"
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """`ProcessorMixin.from_pretrained`. With `pixelrefer_plugin` installed, `pretrained_model_name_or_path` may
+        also be a preset name (`"pixelrefer-7b"`) or a released checkpoint (its processor gets the released
+        settings)."""
+        name = resolve_pretrained_name(pretrained_model_name_or_path, **kwargs)
+        released = LOADING_HOOKS.released_processor
+        processor = released(name, **kwargs) if released is not None else None
+        return processor if processor is not None else super().from_pretrained(name, **kwargs)
+
     def __init__(
         self,
         image_processor=None,
@@ -157,6 +168,7 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
             "region_pixel_values",
             "region_grid_thw",
             "region_grid_mask",
+            "region_mask_sizes",
             "region_boxes",
             "region_image_sizes",
             "pixel_values_videos",
@@ -228,7 +240,7 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
             [`BatchFeature`] with `input_ids`, `attention_mask` and, when present, scene inputs (`pixel_values`,
             `image_grid_thw`, `image_merge_sizes`, `pixel_values_videos`, `video_grid_thw`, `video_merge_sizes`,
             `video_compression_mask`), region inputs (`region_pixel_values`, `region_grid_thw`, `region_grid_mask`,
-            `region_boxes`, `region_image_sizes`; Lite: `region_local_pixel_values`, `region_local_grid_thw`,
+            `region_mask_sizes` where a crop was refitted into the pixel budget, `region_boxes`, `region_image_sizes`; Lite: `region_local_pixel_values`, `region_local_grid_thw`,
             `frame_pixel_values`, `frame_grid_thw`, `region_frame_index`) and `labels`.
         """
         texts = self._as_text_list(text)
@@ -258,6 +270,7 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
                 scene_images.extend(loaded)
                 scene_videos.extend(clips)
             texts_of_sample = []
+            crops_in_prompt = sum(len(parts) for _, _, parts in located)
             for region_index, (source, index, parts) in enumerate(located):
                 frames = self._region_frames(source, index, parts, loaded, clips, sample_index, region_index)
                 counts = []
@@ -265,7 +278,8 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
                     mask = region_to_mask(
                         part, frame.shape[:2], sample_index, region_index, self.region_settings.point_size
                     )
-                    counts.append(collector.add(mask, frame, (sample_index, source, index, frame_number)))
+                    frame_key = (sample_index, source, index, frame_number)
+                    counts.append(collector.add(mask, frame, frame_key, crops_in_prompt))
                 if lite and source == "video":
                     timestamps = [clips[index].region_timestamps[number] for number, _ in parts]
                     pieces = [
@@ -413,11 +427,31 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
         return data, texts
 
     def _as_text_list(self, text: Any) -> list[str]:
-        if isinstance(text, str):
-            return [text]
-        if isinstance(text, Sequence) and text and all(isinstance(t, str) for t in text):
-            return list(text)
-        raise PixelReferInputError("text", f"expected a string or a non-empty list of strings, got {text!r:.80}")
+        """`text` as a list of non-empty prompts."""
+        texts = [text] if isinstance(text, str) else text
+        if not isinstance(texts, Sequence) or not texts or not all(isinstance(t, str) for t in texts):
+            raise PixelReferInputError("text", f"expected a string or a non-empty list of strings, got {text!r:.80}")
+        for sample_index, prompt in enumerate(texts):
+            if not prompt.strip():
+                raise PixelReferInputError(
+                    "text", f"the prompt is empty ({prompt!r}); expected a question or instruction", sample_index
+                )
+        return list(texts)
+
+    def _check_feature_tokens(self, prompt: str, sample_index: int) -> None:
+        """Refuse vocabulary tokens that the model replaces by features (`<REGION>`, `<|video_pad|>`) typed into a
+        prompt: only the processor places them, as the expansion of a `<region>` / `<video>` placeholder."""
+        for name, token, placeholder in (
+            ("region_token", self.region_token, self.region_placeholder),
+            ("video_token", self.video_token, self.video_placeholder),
+        ):
+            if token != placeholder and token in prompt:
+                raise PixelReferInputError(
+                    "text",
+                    f"the prompt holds {prompt.count(token)} {token} token(s) ({name}); the processor places them "
+                    f"itself: write the {placeholder} placeholder instead",
+                    sample_index,
+                )
 
     @staticmethod
     def _per_sample(values: Any, num_samples: int, argument: str, is_item) -> list[list[Any]]:
@@ -458,6 +492,7 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
         self, prompt: str, image_texts: list[str], video_texts: list[str], region_texts: list[str], sample_index: int
     ) -> str:
         """Replace `<image>`, `<video>` and `<region>` placeholders, in order, by their token strings."""
+        self._check_feature_tokens(prompt, sample_index)
         if self.variant == "lite":
             for placeholder in (self.image_token, self.video_placeholder):
                 if placeholder in prompt:

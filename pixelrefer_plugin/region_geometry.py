@@ -34,7 +34,11 @@ class CropPlan:
     Attributes:
         box: `(top, left, bottom, right)` of the crop in the original image, bottom/right exclusive.
         scale: factor applied to the crop before encoding (> 1 enlarges small regions, < 1 shrinks large ones).
-        resized_size: `(height, width)` of the rescaled crop, multiples of `patch_size`.
+        resized_size: `(height, width)` of the rescaled crop, multiples of `patch_size`; the grid mask is built at
+            this size.
+        encoder_size: `(height, width)` the crop is encoded at: `resized_size` fitted into the encoder's pixel budget.
+            Where the two differ the crop is resized once more and the model stretches the crop's features to the
+            grid mask, as the released models do.
         image_size: `(height, width)` of the original image.
         area: number of foreground pixels of the region.
         patch_size: patch side of the vision encoder the crop is planned for.
@@ -44,6 +48,7 @@ class CropPlan:
     box: tuple[int, int, int, int]
     scale: float
     resized_size: tuple[int, int]
+    encoder_size: tuple[int, int]
     image_size: tuple[int, int]
     area: int
     patch_size: int
@@ -51,8 +56,13 @@ class CropPlan:
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        """`(rows, cols)` of the crop's encoder grid."""
+        """`(rows, cols)` of the crop's grid mask (the rescaled crop in patches)."""
         return self.resized_size[0] // self.patch_size, self.resized_size[1] // self.patch_size
+
+    @property
+    def encoder_grid_size(self) -> tuple[int, int]:
+        """`(rows, cols)` of the crop's vision features."""
+        return self.encoder_size[0] // self.patch_size, self.encoder_size[1] // self.patch_size
 
     @property
     def position_box(self) -> tuple[int, int, int, int]:
@@ -128,7 +138,8 @@ def fit_pixel_budget(size: tuple[int, int], patch_size: int, min_pixels: int, ma
     """Keep a patch-aligned size inside the encoder's pixel budget, as the image processor would.
 
     Sizes already inside `[min_pixels, max_pixels]` are returned unchanged; others go through the VideoLLaMA3
-    `smart_resize` rule (same aspect ratio, multiples of `patch_size`).
+    `smart_resize` rule (same aspect ratio, multiples of `patch_size`). The released image processor runs every crop
+    through the same rule; a patch-aligned size inside the budget is a fixed point of it.
     """
     height, width = size
     if min_pixels <= height * width <= max_pixels:
@@ -156,7 +167,7 @@ def plan_region_crop(
         patch_size: patch side of the vision encoder.
         context_patches: context kept around the tight box, in patches (see `expanded_crop_box`).
         min_patches, max_patches: scale thresholds (see `region_scale`).
-        min_pixels, max_pixels: pixel budget of the rescaled crop (see `fit_pixel_budget`).
+        min_pixels, max_pixels: pixel budget of the encoded crop (see `fit_pixel_budget`).
         rule: released crop conventions to follow, `"full"` or `"lite"`.
     """
     image_size = (int(mask.shape[0]), int(mask.shape[1]))
@@ -165,11 +176,11 @@ def plan_region_crop(
     top, left, bottom, right = box
     scale = region_scale(area, patch_size, min_patches, max_patches)
     resized = resized_crop_size((bottom - top, right - left), scale, patch_size)
-    resized = fit_pixel_budget(resized, patch_size, min_pixels, max_pixels)
     return CropPlan(
         box=box,
         scale=scale,
         resized_size=resized,
+        encoder_size=fit_pixel_budget(resized, patch_size, min_pixels, max_pixels),
         image_size=image_size,
         area=area,
         patch_size=patch_size,
@@ -178,33 +189,59 @@ def plan_region_crop(
 
 
 def resize_bilinear(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a `(C, H, W)` float tensor, `align_corners=False` and no antialiasing.
-
-    This is the sampling rule of OpenCV's `INTER_LINEAR` and of `torch.nn.functional.interpolate`, used for both the crop
-    pixels and the grid mask.
-    """
+    """Bilinear resize of a `(C, H, W)` float tensor, `align_corners=False` and no antialiasing."""
     return F.interpolate(array[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
 
 
-def resize_image(image: np.ndarray, size: tuple[int, int], area_when_shrinking: bool = False) -> np.ndarray:
-    """Resize an `(h, w, 3)` uint8 image to `size = (height, width)`.
+def _opencv():
+    try:  # a try block keeps OpenCV out of the exported code's required imports (transformers checks them)
+        import cv2
+    except ImportError as error:
+        raise ImportError("resizing region crops needs OpenCV: pip install opencv-python-headless") from error
+    return cv2
 
-    Bilinear (`INTER_LINEAR`); with `area_when_shrinking`, pixel-area averaging (`INTER_AREA`) when neither side grows,
-    as the released Lite models do.
+
+def resize_crop(crop: np.ndarray, size: tuple[int, int], rule: CropRule = "full") -> np.ndarray:
+    """Resize an `(h, w, 3)` uint8 crop to `size = (height, width)` with OpenCV, as the released models do.
+
+    * `"full"`: `cv2.resize(crop, (width, height))`, bilinear (`INTER_LINEAR`).
+    * `"lite"`: bilinear when either side keeps or grows its length, pixel-area averaging (`INTER_AREA`) when both
+      shrink.
     """
-    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    shrinking = size[0] <= image.shape[0] and size[1] <= image.shape[1]
-    if area_when_shrinking and shrinking:
-        resized = F.interpolate(pixels[None], size=size, mode="area")[0]
-    else:
-        resized = resize_bilinear(pixels, size)
-    return resized.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    cv2 = _opencv()
+    height, width = size
+    interpolation = cv2.INTER_LINEAR
+    if rule == "lite" and height < crop.shape[0] and width < crop.shape[1]:
+        interpolation = cv2.INTER_AREA
+    return cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=interpolation)
+
+
+def resize_context(image: np.ndarray, side: int) -> np.ndarray:
+    """Resize an `(h, w, 3)` uint8 image to `side x side` with OpenCV's pixel-area rule (`INTER_AREA`), enlarging or
+    not, as the released Lite models make their local and global context images."""
+    cv2 = _opencv()
+    return cv2.resize(np.ascontiguousarray(image), (side, side), interpolation=cv2.INTER_AREA)
+
+
+def fit_image_to_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an `(h, w, 3)` uint8 image to `size = (height, width)` as the released image processor does when an
+    image leaves its pixel budget: PIL bicubic; an image of that size already is returned as it is."""
+    if image.shape[:2] == tuple(size):
+        return image
+    from PIL import Image
+
+    resized = Image.fromarray(np.ascontiguousarray(image)).resize(
+        (size[1], size[0]), resample=Image.Resampling.BICUBIC, reducing_gap=None
+    )
+    return np.asarray(resized)
 
 
 def crop_and_resize_image(image: np.ndarray, plan: CropPlan) -> np.ndarray:
-    """Cut `plan.box` out of an `(H, W, 3)` uint8 image and resize it to `plan.resized_size`; returns uint8 `(h, w, 3)`."""
+    """Pixels of one region crop as the encoder sees them: `plan.box` cut out of an `(H, W, 3)` uint8 image, resized to
+    `plan.resized_size` (`resize_crop`), then fitted to `plan.encoder_size` (`fit_image_to_size`); uint8 `(h, w, 3)`."""
     top, left, bottom, right = plan.box
-    return resize_image(image[top:bottom, left:right], plan.resized_size, area_when_shrinking=plan.rule == "lite")
+    crop = resize_crop(image[top:bottom, left:right], plan.resized_size, plan.rule)
+    return fit_image_to_size(crop, plan.encoder_size)
 
 
 def torch_uint8_grid(crop: np.ndarray, grid_size: tuple[int, int]) -> torch.Tensor:
@@ -244,20 +281,16 @@ def opencv_any_grid(crop: np.ndarray, grid_size: tuple[int, int]) -> torch.Tenso
     Returns:
         bool tensor of shape `grid_size`.
     """
-    try:  # only this rule needs OpenCV; a try block also keeps it out of the remote code's required imports
-        import cv2
-    except ImportError as error:
-        raise ImportError(
-            'region_grid_rounding="opencv_any" needs OpenCV: pip install opencv-python-headless'
-        ) from error
-
+    cv2 = _opencv()
     grid_h, grid_w = grid_size
     cropping_mask = np.ascontiguousarray(crop, dtype=np.uint8)
     mask_small = cv2.resize(cropping_mask.astype(np.float32), (grid_w, grid_h), interpolation=cv2.INTER_LINEAR)
     return torch.from_numpy(mask_small.reshape(grid_h, grid_w)).bfloat16() > 0
 
 
-def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: GridRounding = "uint8") -> np.ndarray:
+def region_grid_mask(
+    mask: np.ndarray, plan: CropPlan, rounding: GridRounding = "uint8", keep_best_cell: bool = True
+) -> np.ndarray:
     """Boolean mask of the crop's encoder grid cells that belong to the region.
 
     The cropped mask is resampled bilinearly (`align_corners=False`, no antialias) to the crop grid:
@@ -272,8 +305,9 @@ def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: GridRounding = 
     * `"any"`: one 2-D bilinear resample, a cell is in when its coverage is `> 0`. Its float residues fall at other
       samples than OpenCV's (about 1-2 % of masks gain or lose a cell against `"opencv_any"`).
 
-    Our choice, in every mode: a region too thin to be kept by the rounding keeps the single cell of highest 2-D
-    coverage, so every region gets at least one object token (the released code gives such a region no token).
+    With `keep_best_cell` (our choice, in every mode) a region too thin to be kept by the rounding keeps the single
+    cell of highest 2-D coverage, so every region gets at least one object token; without it such a region keeps no
+    cell and gets no token, as in the released code.
 
     Returns:
         bool array of shape `plan.grid_size`.
@@ -296,7 +330,7 @@ def region_grid_mask(mask: np.ndarray, plan: CropPlan, rounding: GridRounding = 
     else:
         rows = torch.floor(resize_bilinear(crop, (crop.shape[1], grid_width)) + 0.5)
         grid = torch.floor(resize_bilinear(rows, (grid_height, grid_width))[0] + 0.5) >= 1
-    if not grid.any():
+    if keep_best_cell and not grid.any():
         grid.view(-1)[coverage.argmax()] = True
     return grid.numpy()
 

@@ -16,6 +16,8 @@ from .region_geometry import CROP_RULES, GRID_ROUNDING_MODES, CropRule, GridRoun
 
 Variant = Literal["full", "lite"]
 VARIANTS: tuple[str, ...] = get_args(Variant)
+LiteLocalContext = Literal["first_region", "region"]
+LITE_LOCAL_CONTEXTS: tuple[str, ...] = get_args(LiteLocalContext)
 
 # The released Lite conventions; every other setting has the same default in both variants.
 _LITE_DEFAULTS: dict[str, Any] = {
@@ -28,7 +30,11 @@ _LITE_DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class RegionSettings:
-    """Settings of the Scale-Adaptive Object Tokenizer's region handling; defaults are the full variant's.
+    """Settings of the Scale-Adaptive Object Tokenizer's region handling.
+
+    The defaults (and `for_variant`) are the released models' behaviour, which converted released checkpoints keep;
+    the plugin's own presets opt into the improvements named here (see docs/model.md, "Released behaviour and
+    settings").
 
     Attributes:
         mask_num: maximum number of object tokens per region (Lite: exactly this many).
@@ -39,9 +45,15 @@ class RegionSettings:
             `region_geometry.region_grid_mask`); the released rules are `"uint8"` (full) and `"opencv_any"` (Lite).
         region_crop_rule: released crop conventions to follow (see `region_geometry.expanded_crop_box`).
         region_max_pixels: pixel budget of one region crop; `None`: the image processor's `size["longest_edge"]`.
+        region_budget_shared: divide the crop pixel budget (Lite: also the context images' budget) by the number of
+            region crops in the prompt, as the released inference does; `False` gives every crop the whole budget.
+        region_keep_best_cell: a region whose grid mask keeps no cell keeps its best-covered cell (one object token);
+            `False` gives it none, as the released code does.
         point_size: side in pixels of the square a `point` region stands for.
         lite_local_size: side of the square each region's expanded crop is resized to as local context (Lite).
         lite_global_size: side of the square each frame is resized to as global context (Lite).
+        lite_local_context: `"first_region"` (released): every region on a frame gets the local context of the
+            frame's first region; `"region"`: each region gets its own expanded crop.
         kmeans_iters: Lloyd iterations that reduce a region's features to `mask_num` tokens.
         kmeans_tol: a region's k-means stops early once no centroid moves by more than this.
     """
@@ -53,9 +65,12 @@ class RegionSettings:
     region_grid_rounding: GridRounding = "uint8"
     region_crop_rule: CropRule = "full"
     region_max_pixels: int | None = None
+    region_budget_shared: bool = True
+    region_keep_best_cell: bool = True
     point_size: int = 28
     lite_local_size: int = 224
     lite_global_size: int = 336
+    lite_local_context: LiteLocalContext = "first_region"
     kmeans_iters: int = 5
     kmeans_tol: float = 1e-6
 
@@ -75,6 +90,10 @@ class RegionSettings:
             _check_int("region_max_pixels", self.region_max_pixels, 1)
         _check_choice("region_grid_rounding", self.region_grid_rounding, GRID_ROUNDING_MODES)
         _check_choice("region_crop_rule", self.region_crop_rule, CROP_RULES)
+        _check_choice("lite_local_context", self.lite_local_context, LITE_LOCAL_CONTEXTS)
+        for name in ("region_budget_shared", "region_keep_best_cell"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.kmeans_tol, bool) or not isinstance(self.kmeans_tol, (int, float)) or self.kmeans_tol < 0:
             raise ValueError(f"kmeans_tol must be a number >= 0, got {self.kmeans_tol!r}")
 
@@ -114,6 +133,12 @@ class RegionSettings:
     def replace(self, **changes: Any) -> RegionSettings:
         """A copy with `changes` applied (validated)."""
         return replace(self, **changes)
+
+    def differences_from_released(self, variant: Variant) -> dict[str, Any]:
+        """`{name: value}` of the settings in which these differ from the released behaviour of `variant`
+        (the pixel budget, a size rather than a rule, is left out)."""
+        released = RegionSettings.for_variant(variant, region_max_pixels=self.region_max_pixels)
+        return {name: value for name, value in self.to_dict().items() if value != getattr(released, name)}
 
 
 REGION_SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RegionSettings))

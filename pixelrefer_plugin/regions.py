@@ -12,7 +12,8 @@ A region is a dict with exactly one of the keys in `REGION_KINDS` plus optional 
 * `point`: `[x, y]` in pixels, filled as a square of `point_size` pixels centred on the point and clipped to the
   image (the model sees the neighbourhood of the point, not a segmented object).
 
-`image` (default 0) selects which image of the sample the region lies on. On a video, `frame` gives the frame number
+`score` is metadata the processor ignores (the segmenter's predicted IoU of a mask it made from a click or a box,
+see `pixelrefer_plugin/segmentation`). `image` (default 0) selects which image of the sample the region lies on. On a video, `frame` gives the frame number
 the region lies on (and `video`, default 0, which video of the sample). PixelRefer-Lite also takes an object over
 several frames: `{"frames": {frame: {"mask": ...}, other_frame: {"box": ...}}, "video": 0}`. Any other key is an error,
 so a typo such as `bbox` never passes silently.
@@ -28,46 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import ImageInputError, PixelReferInputError, RegionInputError
+
 REGION_KINDS = ("mask", "rle", "polygon", "box", "point")
-REGION_OPTIONS = ("box_format", "image", "video", "frame")
+REGION_OPTIONS = ("box_format", "image", "video", "frame", "score")
 TRACK_KEY = "frames"
 BOX_FORMATS = ("xyxy", "xywh")
-
-
-class PixelReferInputError(ValueError):
-    """A user input the processor cannot use. The message names the argument, the sample and the item."""
-
-    def __init__(
-        self,
-        argument: str,
-        expected: str,
-        sample_index: int | None = None,
-        item_index: int | None = None,
-        item_name: str = "region",
-    ):
-        location = argument
-        if sample_index is not None:
-            location += f"[sample {sample_index}]"
-        if item_index is not None:
-            location += f"[{item_name} {item_index}]"
-        self.argument = argument
-        self.sample_index = sample_index
-        self.item_index = item_index
-        super().__init__(f"{location}: {expected}")
-
-
-class RegionInputError(PixelReferInputError):
-    """A region that is malformed, empty, or does not fit its image."""
-
-    def __init__(self, expected: str, sample_index: int | None = None, region_index: int | None = None):
-        super().__init__("regions", expected, sample_index, region_index, item_name="region")
-
-
-class ImageInputError(PixelReferInputError):
-    """An image that cannot be read or is not an RGB picture."""
-
-    def __init__(self, expected: str, sample_index: int | None = None, image_index: int | None = None):
-        super().__init__("images", expected, sample_index, image_index, item_name="image")
 
 
 def format_size(size: tuple[int, int]) -> str:
@@ -77,24 +44,34 @@ def format_size(size: tuple[int, int]) -> str:
 
 
 def load_image(image: Any, sample_index: int | None = None, image_index: int | None = None) -> np.ndarray:
-    """Read a PIL image, path, numpy array `(H, W[, 3|4])` or torch tensor `(H, W, 3)` / `(3, H, W)` as uint8 `(H, W, 3)`."""
+    """Read a PIL image, path, numpy array `(H, W[, 1|3|4])` or torch tensor `(H, W, 3)` / `(3, H, W)` as uint8
+    `(H, W, 3)`.
+
+    Pixel values: uint8 as they are; 16-bit (uint16 arrays, 16-bit PNGs) scaled to 8 bits (`round(v / 257)`, so
+    65535 is 255); other integers must lie in 0..255; floats in [0, 1] are scaled by 255, floats in [0, 255] taken as
+    they are. NaN, infinite, negative or larger values are refused, never clipped.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, (str, Path)):
+        path = Path(image)
+        if path.is_dir():
+            raise ImageInputError(f"{str(image)!r} is a folder; expected an image file", sample_index, image_index)
         try:
-            with Image.open(image) as opened:
-                image = opened.convert("RGB")
+            with Image.open(path) as opened:
+                opened.load()
+                image = _pil_pixels(opened)
         except (OSError, UnidentifiedImageError) as error:
             raise ImageInputError(
                 f"cannot read image file {str(image)!r} ({error})", sample_index, image_index
             ) from None
     if isinstance(image, Image.Image):
-        return np.array(image.convert("RGB"), dtype=np.uint8)
+        image = _pil_pixels(image)
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu()
         if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3, 4):
             image = image.permute(1, 2, 0)
-        image = image.numpy()
+        image = image.float().numpy() if image.dtype in (torch.bfloat16, torch.float16) else image.numpy()
     if not isinstance(image, np.ndarray):
         raise ImageInputError(
             f"expected a PIL image, a path, a numpy array or a torch tensor, got {type(image).__name__}",
@@ -102,19 +79,59 @@ def load_image(image: Any, sample_index: int | None = None, image_index: int | N
             image_index,
         )
     if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
+        image = image[..., None]
     if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageInputError(
             f"expected an array of shape (H, W, 3), got shape {tuple(image.shape)}", sample_index, image_index
         )
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
-    image = image[..., :3]
-    if image.dtype != np.uint8:
-        if np.issubdtype(image.dtype, np.floating) and image.size and float(image.max()) <= 1.0:
-            image = image * 255.0
-        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(_as_uint8(image[..., :3], sample_index, image_index))
+
+
+def _pil_pixels(image: Any) -> np.ndarray:
+    """The pixels of a PIL image: 16-bit grey images as uint16 `(H, W)`, 32-bit integer / float grey images as they
+    are (checked by [`_as_uint8`]), everything else as uint8 `(H, W, 3)`."""
+    if image.mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode in ("I", "F"):
+        return np.asarray(image)
+    return np.array(image.convert("RGB"), dtype=np.uint8)
+
+
+def _as_uint8(image: np.ndarray, sample_index: int | None, image_index: int | None) -> np.ndarray:
+    """8-bit pixels of an `(H, W, 3)` array, as [`load_image`] documents; refuses values it would have to clip."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return np.rint(image / 257.0).astype(np.uint8)
+    if image.dtype == np.bool_ or not (
+        np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
+    ):
+        raise ImageInputError(
+            f"pixels of dtype {image.dtype} are not supported; expected uint8, uint16 or float values",
+            sample_index,
+            image_index,
+        )
+    if np.issubdtype(image.dtype, np.floating):
+        finite = np.isfinite(image)
+        if not finite.all():
+            raise ImageInputError(
+                f"the image holds {int((~finite).sum())} NaN or infinite value(s); expected finite pixel values",
+                sample_index,
+                image_index,
+            )
+    low, high = float(image.min()), float(image.max())
+    if low < 0 or high > 255:
+        depth = "floats in [0, 1] or [0, 255]" if np.issubdtype(image.dtype, np.floating) else "integers in 0..255"
+        raise ImageInputError(
+            f"pixel values span [{low:g}, {high:g}]; expected {depth} (or a uint16 array for 16-bit images)",
+            sample_index,
+            image_index,
+        )
+    if np.issubdtype(image.dtype, np.floating) and high <= 1.0:
+        image = image * 255.0
+    return np.rint(image).astype(np.uint8)
 
 
 def region_kind(region: Any, sample_index: int, region_index: int, options: tuple[str, ...] = REGION_OPTIONS) -> str:
@@ -177,7 +194,7 @@ def region_parts(
             )
         parts = []
         for frame, part in track.items():
-            region_kind(part, sample_index, region_index, options=("box_format",))
+            region_kind(part, sample_index, region_index, options=("box_format", "score"))
             parts.append((_frame_number(frame, sample_index, region_index), part))
         return "video", _source_index(region, "video", sample_index, region_index), sorted(parts, key=lambda p: p[0])
     region_kind(region, sample_index, region_index)
@@ -271,6 +288,14 @@ def _mask_from_array(value: Any, image_size: tuple[int, int], sample_index: int,
             region_index,
         )
     if np.issubdtype(value.dtype, np.floating):
+        finite = np.isfinite(value)
+        if not finite.all():
+            raise RegionInputError(
+                f"the mask holds {int((~finite).sum())} NaN or infinite value(s); expected finite values (a float "
+                "mask is inside where >= 0.5)",
+                sample_index,
+                region_index,
+            )
         return value >= 0.5
     return value != 0
 
@@ -412,3 +437,20 @@ def _mask_from_point(
     bottom, right = min(height, int(math.ceil(y + half))), min(width, int(math.ceil(x + half)))
     mask[top:bottom, left:right] = True
     return mask
+
+
+__all__ = [
+    "BOX_FORMATS",
+    "REGION_KINDS",
+    "REGION_OPTIONS",
+    "TRACK_KEY",
+    "ImageInputError",
+    "PixelReferInputError",
+    "RegionInputError",
+    "compressed_rle_counts",
+    "format_size",
+    "load_image",
+    "region_kind",
+    "region_parts",
+    "region_to_mask",
+]

@@ -21,14 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .regions import PixelReferInputError, load_image
-
-
-class VideoInputError(PixelReferInputError):
-    """A video that cannot be read, is empty, or does not hold a requested frame."""
-
-    def __init__(self, expected: str, sample_index: int | None = None, video_index: int | None = None):
-        super().__init__("videos", expected, sample_index, video_index, item_name="video")
+from .errors import VideoInputError
+from .regions import load_image
 
 
 @dataclass
@@ -157,6 +151,8 @@ def read_video_file(
 ) -> VideoClip:
     """Read a video file: the frames sampled for the scene (when `sample_scene`) and the frames regions lie on."""
     path = str(path)
+    if Path(path).is_dir():
+        raise VideoInputError(f"{path!r} is a folder; expected a video file", sample_index, video_index)
     if not Path(path).is_file():
         raise VideoInputError(f"video file {path!r} does not exist", sample_index, video_index)
     try:
@@ -213,8 +209,17 @@ def video_from_frames(
         raise VideoInputError("the video holds no frame", sample_index, video_index)
     if len({frame.shape for frame in frames}) != 1:
         raise VideoInputError("all frames of a video must have the same size", sample_index, video_index)
-    timestamps = [float(t) for t in video["timestamps"]]
-    indices = [int(i) for i in video.get("frame_indices", range(len(frames)))]
+    try:
+        timestamps = [float(t) for t in video["timestamps"]]
+        indices = [int(i) for i in video.get("frame_indices", range(len(frames)))]
+    except (TypeError, ValueError):
+        raise VideoInputError(
+            "timestamps must be a list of numbers (seconds) and frame_indices a list of integers",
+            sample_index,
+            video_index,
+        ) from None
+    if not all(math.isfinite(t) for t in timestamps):
+        raise VideoInputError(f"timestamps must be finite numbers, got {timestamps}", sample_index, video_index)
     if len(timestamps) != len(frames) or len(indices) != len(frames):
         raise VideoInputError(
             f"got {len(frames)} frames, {len(timestamps)} timestamps and {len(indices)} frame indices; expected one "

@@ -110,3 +110,28 @@ def test_merge_refuses_to_write_into_its_adapter_or_base(tmp_path):
         result = pixelrefer("merge", str(adapter), "--out", str(out), "--overwrite", cwd=tmp_path)
         assert result.returncode == 2 and "overlaps the folder it is read from" in result.stderr, result.stderr
         assert digest(out) == before
+
+
+def test_final_save_moves_the_files_that_make_a_folder_load_last(tmp_path):
+    """An interrupted move leaves the config files out: the folder does not load as if it were complete."""
+    from pixelrefer_plugin.checkpoint_folders import move_files_into
+
+    partial, destination = tmp_path / "partial", tmp_path / "run"
+    partial.mkdir()
+    destination.mkdir()
+    (partial / "adapter_config.json").write_text("{}")
+    (partial / "adapter_model.safetensors").write_text("weights")
+    (partial / "processor").mkdir()
+    (destination / "processor").write_text("a file where the move puts a folder: os.replace fails")
+    with pytest.raises(OSError):
+        move_files_into(partial, destination, last=("adapter_config.json",))
+    assert not (destination / "adapter_config.json").exists()
+
+    (destination / "processor").unlink()
+    move_files_into(partial, destination, last=("adapter_config.json",))
+    assert sorted(path.name for path in destination.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "processor",
+    ]
+    assert not partial.exists()

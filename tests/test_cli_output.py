@@ -59,7 +59,11 @@ def trained(tmp_path_factory):
 def test_build_prints_its_result_once_and_logs_progress(tmp_path):
     result = run_cli("build", "pixelrefer-tiny", "--out", "tiny", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert lines(result.stdout) == ["wrote pixelrefer-tiny (random init) to tiny"]
+    assert lines(result.stdout) == [
+        "wrote pixelrefer-tiny (random init) to tiny",
+        "region settings other than the released behaviour: region_grid_rounding='separable', "
+        "region_budget_shared=False (docs/model.md)",
+    ]
     assert "wrote pixelrefer-tiny" not in result.stderr
     assert "writing pixelrefer-tiny (153632 parameters, random init, seed 0) to tiny" in result.stderr
     assert DEEPSPEED_NOISE not in result.stdout + result.stderr

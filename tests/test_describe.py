@@ -4,6 +4,9 @@ error each bad flag gives."""
 
 import functools
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ from pixelrefer_plugin.demo.scenes import make_scene
 from pixelrefer_plugin.describe import default_question, describe, load_model, load_processor
 from pixelrefer_plugin.presets import build_preset
 from pixelrefer_plugin.prompts import DLC_BENCH, VIDEOREFER_BENCH_D
+from pixelrefer_plugin.testing.released_layout import write_released_checkpoint
 from pixelrefer_plugin.visualize import COLOURS, region_outline
 
 MAX_NEW_TOKENS = 6
@@ -294,6 +298,35 @@ def test_bad_model_folders_exit_2_naming_model(files, capsys, tmp_path, monkeypa
     assert code == 2 and "--model 'missing-folder': no such folder" in err
     code, _, err = run_cli(capsys, "--model", "pixelrefer-tiny", *region)
     assert code == 2 and "is a preset name" in err and "pixelrefer build pixelrefer-tiny --out DIR" in err
+
+
+def test_a_released_name_offline_prints_the_download_and_convert_commands(files, tmp_path):
+    """`--model pixelrefer-7b` with no folder of that name, offline and nothing cached: one line per command, fast."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    args = ["--model", "pixelrefer-7b", "--image", str(files["scene"]), "--box", "1,1,20,20"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pixelrefer_plugin.cli", "describe", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "hf download Alibaba-DAMO-Academy/PixelRefer-7B --local-dir" in done.stderr
+    assert "pixelrefer convert pixelrefer-7b-released --out" in done.stderr
+
+
+def test_a_released_layout_folder_is_described_directly(files, tmp_path, capsys):
+    model, processor = loaded(build_checkpoint("pixelrefer-tiny", tmp_path / "tiny"))
+    released = write_released_checkpoint(model, processor.tokenizer, tmp_path / "released")
+    region = ["--image", files["scene"], "--box", "10,10,60,50", "--max-new-tokens", MAX_NEW_TOKENS]
+    code, out, err = run_cli(capsys, "--model", released, *region)
+    assert code == 0, err
+    # the released layout loads with the released settings (axis swap, uint8 grid): its own answer, not the preset's
+    released_model, released_processor = loaded(str(released))
+    assert released_model.config.position_axis_swap and released_processor.region_grid_rounding == "uint8"
+    assert out.strip() and out == run_cli(capsys, "--model", released, *region)[1]
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ ALLOWED_IMPORTS = {
     "collections",
     "typing",
     "pathlib",
+    "os",
 }
 
 # Runs in a fresh interpreter in which `import pixelrefer_plugin` fails.
@@ -72,7 +73,10 @@ REMOTE_SCRIPT = textwrap.dedent(
     with torch.no_grad():
         logits = model(**inputs).logits
     generated = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
-    torch.save({"logits": logits, "generated": generated, "input_ids": inputs["input_ids"]}, out_path)
+    # the one-liner: AutoModel gives the model that generates
+    auto_generated = base.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    torch.save({"logits": logits, "generated": generated, "auto_generated": auto_generated,
+                "input_ids": inputs["input_ids"]}, out_path)
     print(json.dumps({"model": type(model).__module__, "base": type(base).__name__,
                       "processor": type(processor).__module__, "variant": model.config.variant}))
     """
@@ -100,7 +104,8 @@ def test_saved_checkpoint_is_self_contained(tiny, tmp_path):
     assert (
         config["auto_map"]["AutoModelForImageTextToText"] == "modeling_pixelrefer.PixelReferForConditionalGeneration"
     )
-    assert config["auto_map"]["AutoModel"] == "modeling_pixelrefer.PixelReferModel"
+    # remote code: AutoModel is the generating model (the installed package keeps AutoModel -> PixelReferModel)
+    assert config["auto_map"]["AutoModel"] == "modeling_pixelrefer.PixelReferForConditionalGeneration"
     processor_config = json.loads((tmp_path / "processor_config.json").read_text())
     assert processor_config["auto_map"]["AutoProcessor"] == "processing_pixelrefer.PixelReferProcessor"
     for name in (
@@ -164,7 +169,7 @@ def test_trust_remote_code_round_trip_without_the_plugin(preset, tmp_path):
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["model"].startswith("transformers_modules.")  # code came from the checkpoint, not the plugin
     assert loaded["processor"].startswith("transformers_modules.")
-    assert loaded["base"] == "PixelReferModel"
+    assert loaded["base"] == "PixelReferForConditionalGeneration"
     assert loaded["variant"] == model.config.variant
 
     remote = torch.load(tmp_path / "out.pt")
@@ -180,3 +185,4 @@ def test_trust_remote_code_round_trip_without_the_plugin(preset, tmp_path):
         torch.testing.assert_close(model(**inputs).logits, remote["logits"], rtol=1e-5, atol=1e-6)
     generated = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
     assert torch.equal(generated, remote["generated"])
+    assert torch.equal(generated, remote["auto_generated"])

@@ -1,6 +1,8 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
 """PixelRefer-Lite: object tokens only, per-region local context, one global frame per frame, Object-Centric Infusion."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -171,6 +173,8 @@ def test_object_centric_infusion_reads_the_global_frame(lite, scenes):
 
 def test_small_region_is_zero_padded_to_mask_num_tokens(lite, scenes):
     model, processor = lite
+    processor = copy.deepcopy(processor)
+    processor.region_min_patches = 4  # enlarge a tiny region to about 4 patches only
     image, _ = scenes[0]
     mask = np.zeros(image.shape[:2], dtype=bool)
     mask[60, 80] = True  # a single pixel: far fewer than mask_num cells of its crop grid

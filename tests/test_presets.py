@@ -15,6 +15,7 @@ from pixelrefer_plugin import PixelReferForConditionalGeneration
 from pixelrefer_plugin.cli import main as cli_main
 from pixelrefer_plugin.presets import build_tiny_tokenizer, list_presets, load_preset
 from pixelrefer_plugin.presets.builder import preset_config
+from pixelrefer_plugin.region_settings import RegionSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,8 @@ def test_real_presets_have_the_published_sizes(name, low, high, vision_width, te
     lite = name.startswith("pixelrefer-lite")
     assert config.mask_num == 32 and config.position_axis_swap
     assert (config.kmeans_iters, config.region_max_patches) == ((3, 50) if lite else (5, 100))
-    assert config.region_grid_rounding == ("any" if lite else "separable")
+    # random-init builds of the released architectures follow the released region rules, as converted weights do
+    assert config.region_settings == RegionSettings.for_variant(preset.variant)
     with torch.device("meta"):
         model = PixelReferForConditionalGeneration(config)
     count = sum(p.numel() for p in model.parameters())
@@ -90,9 +92,12 @@ def test_tiny_tokenizer_has_special_tokens_and_is_reproducible():
     assert first.padding_side == "left"
 
 
-def test_build_command_writes_a_loadable_checkpoint(tmp_path, scenes):
+def test_build_command_writes_a_loadable_checkpoint(tmp_path, scenes, capsys):
     out = tmp_path / "tiny"
     assert cli_main(["build", "pixelrefer-tiny", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "region settings other than the released behaviour: region_grid_rounding='separable', " in printed
+    assert "region_budget_shared=False" in printed
     model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
     image, objects = scenes[0]

@@ -118,7 +118,7 @@ def whole_crop_plan(mask, grid_size):
     """A plan whose crop is the whole of `mask`, resampled to a `grid_size` grid of 14-pixel patches."""
     height, width = mask.shape
     resized = (grid_size[0] * 14, grid_size[1] * 14)
-    return CropPlan((0, 0, height, width), 1.0, resized, (height, width), int(mask.sum()), 14)
+    return CropPlan((0, 0, height, width), 1.0, resized, resized, (height, width), int(mask.sum()), 14)
 
 
 def released_full_grid(mask, grid_size):

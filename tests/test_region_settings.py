@@ -200,3 +200,16 @@ def test_object_tokenizer_reads_the_config_settings():
     module = PixelReferObjectTokenizer(config)
     assert (module.mask_num, module.kmeans_iters, module.kmeans_tol) == (16, 3, 1e-6)
     assert np.isclose(config.kmeans_tol, 1e-6)
+
+
+def test_differences_from_the_released_behaviour():
+    assert RegionSettings.for_variant("lite", region_max_pixels=1000).differences_from_released("lite") == {}
+    own = RegionSettings.for_variant("lite", lite_local_context="region", region_budget_shared=False)
+    assert own.differences_from_released("lite") == {"region_budget_shared": False, "lite_local_context": "region"}
+    # the Lite defaults measured against the full model's released behaviour
+    assert set(RegionSettings.for_variant("lite").differences_from_released("full")) == {
+        "region_max_patches",
+        "region_grid_rounding",
+        "region_crop_rule",
+        "kmeans_iters",
+    }

@@ -158,3 +158,44 @@ def test_unreadable_image_raises_located_error(tmp_path):
             load_image(value, sample_index=1, image_index=0)
         assert str(error.value).startswith("images[sample 1][image 0]: ")
         assert isinstance(error.value, PixelReferInputError)
+
+
+def test_16_bit_images_are_scaled_to_8_bits_not_clipped(tmp_path):
+    """uint16 arrays and 16-bit PNGs map 0..65535 onto 0..255 (v / 257, rounded): mid-grey stays mid-grey."""
+    levels = np.array([0, 257, 32768, 40000, 65535], dtype=np.uint16)
+    grey = np.tile(levels, (4, 1))  # (4, 5)
+    expected = np.array([0, 1, 128, 156, 255], dtype=np.uint8)  # round(v / 257), worked out by hand
+    path = tmp_path / "grey16.png"
+    Image.fromarray(grey).save(path)
+    assert Image.open(path).mode.startswith("I;16")  # the file really is 16-bit
+    for value in (grey, np.repeat(grey[..., None], 3, axis=-1), path, Image.open(path)):
+        image = load_image(value)
+        assert image.dtype == np.uint8 and image.shape == (4, 5, 3)
+        np.testing.assert_array_equal(image[0, :, 0], expected)
+        np.testing.assert_array_equal(image[..., 0], image[..., 2])
+
+
+def test_float_and_integer_images_are_refused_rather_than_clipped():
+    for value, reason in (
+        (np.full((4, 5, 3), np.nan), "NaN or infinite"),
+        (np.full((4, 5, 3), np.inf), "NaN or infinite"),
+        (np.full((4, 5, 3), 256.0), r"span \[256, 256\]"),
+        (np.full((4, 5, 3), -0.5), r"span \[-0.5, -0.5\]"),
+        (np.full((4, 5, 3), 1000, dtype=np.int32), "integers in 0..255"),
+        (np.ones((4, 5, 3), dtype=bool), "dtype bool"),
+    ):
+        with pytest.raises(ImageInputError, match=reason) as error:
+            load_image(value, sample_index=0, image_index=2)
+        assert error.value.argument == "images" and error.value.item_index == 2
+    # in range: floats in [0, 1] are scaled, floats in [0, 255] and small integers kept
+    np.testing.assert_array_equal(load_image(np.full((2, 2, 3), 0.5))[0, 0], [128, 128, 128])
+    np.testing.assert_array_equal(load_image(np.full((2, 2, 3), 200.0))[0, 0], [200, 200, 200])
+    np.testing.assert_array_equal(load_image(np.full((2, 2, 3), 7, dtype=np.int64))[0, 0], [7, 7, 7])
+
+
+def test_nan_in_a_float_mask_is_refused():
+    mask = blob().astype(np.float32)
+    mask[0, 0] = np.nan
+    with pytest.raises(RegionInputError, match=r"1 NaN or infinite value\(s\)") as error:
+        to_mask({"mask": mask})
+    assert error.value.expected.startswith("the mask holds 1 NaN")

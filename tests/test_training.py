@@ -19,9 +19,9 @@ from transformers import AutoModelForImageTextToText
 
 from pixelrefer_plugin.presets import build_model_and_processor
 from pixelrefer_plugin.training.lora import apply_lora, parameter_groups
-from pixelrefer_plugin.training.merge import merge_adapter
-from pixelrefer_plugin.training.recipe import load_recipe, parse_overrides
-from pixelrefer_plugin.training.trainer import run_training, training_arguments
+from pixelrefer_plugin.training.merge import AdapterError, merge_adapter
+from pixelrefer_plugin.training.recipe import RecipeError, load_recipe, parse_overrides, validate_recipe
+from pixelrefer_plugin.training.trainer import FINAL_SAVE_DIR, run_training, training_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "recipes" / "smoke-tiny.yaml"
@@ -56,6 +56,7 @@ def test_smoke_recipe_lowers_the_loss_and_saves_adapter_and_object_tokenizer(tra
     assert len(history) >= 4 and history[-1] < history[0]
     assert (trained.output_dir / "adapter_config.json").is_file()
     assert (trained.output_dir / "processor_config.json").is_file()
+    assert not (trained.output_dir / FINAL_SAVE_DIR).exists()  # written there, then moved into output_dir
     saved = load_file(trained.output_dir / "adapter_model.safetensors")
     assert any("lora_A" in key and "language_model.layers" in key for key in saved)
     assert any(key.startswith("base_model.model.model.object_tokenizer.feat_linear") for key in saved)
@@ -87,7 +88,7 @@ def test_reloaded_adapter_gives_identical_logits_and_merge_matches(trained, tmp_
 
 
 def test_merge_refuses_a_folder_without_adapter(tmp_path):
-    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+    with pytest.raises(AdapterError, match="adapter_config.json"):
         merge_adapter(tmp_path, tmp_path / "out")
 
 
@@ -131,8 +132,9 @@ def test_recipe_overrides_and_errors(tmp_path):
     assert recipe.output_dir == (REPO / "out" / "smoke-tiny").resolve()
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: pixelrefer-tiny\ndata: {train: x.json}\ntraining: {output_dir: out}\noptimiser: {}\n")
-    with pytest.raises(ValueError, match="unknown recipe key"):
+    with pytest.raises(RecipeError, match="unknown recipe key") as raised:
         load_recipe(bad)
+    assert raised.value.key == "optimiser" and raised.value.path == str(bad)
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_overrides(["training.max_steps"])
 
@@ -254,3 +256,30 @@ def test_smoke_recipe_under_accelerate_with_activation_checkpointing(tmp_path):
     args = torch.load(tmp_path / "training_args.bin", weights_only=False)
     assert args.activation_checkpointing
     assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 3
+
+
+@pytest.mark.parametrize("learning_rate", [-1e-4, 0.0, float("nan")], ids=["negative", "zero", "nan"])
+def test_training_refuses_a_learning_rate_that_is_not_positive(learning_rate, tmp_path):
+    """The per-module optimizer groups bypass the optimizer's own check: the recipe is checked before anything runs,
+    also when it is built in Python."""
+    recipe = load_recipe(SMOKE, {"training.output_dir": str(tmp_path / "out")})
+    recipe.training["learning_rate"] = learning_rate
+    with pytest.raises(RecipeError, match="expected a positive finite number") as raised:
+        run_training(recipe)
+    assert raised.value.key == "training.learning_rate"
+    assert not (tmp_path / "out").exists()
+    recipe.training["learning_rate"] = 1e-4
+    recipe.learning_rates["projector"] = learning_rate
+    with pytest.raises(RecipeError) as raised:
+        validate_recipe(recipe)
+    assert raised.value.key == "learning_rates.projector"
+
+
+def test_recipe_typos_are_refused_with_the_closest_key(tmp_path):
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text(
+        "model: pixelrefer-tiny\ndata: {train: x.json}\nlora: {r: 4, dropuot: 0.3}\ntraining: {output_dir: out}\n"
+    )
+    with pytest.raises(RecipeError, match="did you mean 'dropout'") as raised:
+        load_recipe(recipe)
+    assert raised.value.key == "lora.dropuot"

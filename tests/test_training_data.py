@@ -16,6 +16,7 @@ from video_fixtures import moving_square, write_video
 from pixelrefer_plugin.cli import main
 from pixelrefer_plugin.presets import build_model_and_processor
 from pixelrefer_plugin.training.data import (
+    DataFileError,
     DataRecordError,
     DataValidationError,
     RecordProblem,
@@ -547,5 +548,25 @@ def test_cli_validate(tmp_path, root, capsys):
 
     broken = tmp_path / "broken.jsonl"
     broken.write_text("{\n")
-    assert main(["data", "validate", str(broken), "--root", str(root)]) == 1
-    assert "broken.jsonl, line 1: invalid JSON" in capsys.readouterr().out
+    capsys.readouterr()
+    assert main(["data", "validate", str(broken), "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pixelrefer data validate: error: ") and "broken.jsonl, line 1: invalid JSON" in err
+
+
+def test_cli_validate_refuses_an_empty_list_and_a_folder_in_one_line(tmp_path, root, capsys):
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    assert main(["data", "validate", str(empty), "--root", str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "all valid" not in err
+    assert err == f"pixelrefer data validate: error: {empty}: holds no record; expected at least one\n"
+    assert main(["data", "validate", str(tmp_path), "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"pixelrefer data validate: error: {tmp_path}: is a folder; expected a .json or .jsonl data file\n"
+
+
+def test_dataset_of_no_record_is_a_data_file_error(root):
+    with pytest.raises(DataFileError, match="holds no record") as raised:
+        RegionConversationDataset([], root)
+    assert raised.value.path == "records" and raised.value.reason == "holds no record; expected at least one"

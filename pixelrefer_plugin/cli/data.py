@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
@@ -19,7 +20,8 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help="check every record of a JSON / JSONL data file",
         description="Check every record of a data file: files exist and are readable, masks decode, fit their image "
         "or frame and are non-empty, frame numbers exist, one <region> per mask, an assistant turn. Prints one line "
-        "per problem; exits 0 when every record is usable, 1 otherwise.",
+        "per problem; exits 0 when every record is usable, 1 when one is not, 2 when the file cannot be read as a "
+        "non-empty list of records.",
     )
     validate.add_argument("file", help="data file: a JSON list of records or a JSONL file with one record per line")
     validate.add_argument("--root", required=True, help="folder the records' image and video paths are relative to")
@@ -39,20 +41,21 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.data import load_records, validate_records
+    from ..training.data import DataFileError, load_records, validate_records
+    from .errors import FlagError
 
-    try:
-        records = load_records(args.file)
-    except ValueError as error:
-        print(error)
-        return 1
+    if not Path(args.root).is_dir():
+        raise FlagError("--root", args.root, "no such folder; expected the folder the records' paths are relative to")
+    records = load_records(args.file)
+    if not records:
+        raise DataFileError(args.file, "holds no record; expected at least one")
     problems = validate_records(records, args.root, variant=args.variant)
     for problem in problems:
         print(problem)
     bad = len({problem.index for problem in problems})
     if not problems:
         print(f"{args.file}: {len(records)} record(s), all valid ({args.variant} variant)", file=sys.stderr)
-        return 0 if records else 1
+        return 0
     print(
         f"{args.file}: {len(problems)} problem(s) in {bad} of {len(records)} record(s) ({args.variant} variant)",
         file=sys.stderr,

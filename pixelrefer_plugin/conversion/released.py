@@ -1,53 +1,41 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""Conversion of the released PixelRefer / PixelRefer-Lite checkpoints to this plugin's format.
+"""The released PixelRefer / PixelRefer-Lite checkpoints: loading them as they are, and converting them.
 
 The released checkpoints (`model_type` `pixelrefer_qwen2` / `pixelreferlite_qwen2`) use the public code's layout:
 a flat Qwen2 config with multimodal fields, `.bin` or safetensors shards, and key names such as
-`model.vision_encoder.vision_encoder.*`, `model.mm_projector.*`, `model.region_encoder.*`. Conversion maps keys and config,
-keeps the tokenizer, and sets the compatibility flags that reproduce the released semantics. The model is never
-instantiated in memory (a meta-device model provides the expected names and shapes), so a 7B checkpoint converts in
-about its own size of RAM.
+`model.vision_encoder.vision_encoder.*`, `model.mm_projector.*`, `model.region_encoder.*`. One table of key renames,
+`KEY_PREFIXES`, serves both ways in: registered with transformers as load-time renaming of the released model types
+(`released_weight_renamings`), so `from_pretrained` reads a released checkpoint directly, and applied by
+`convert_released_checkpoint`, which writes a self-contained `trust_remote_code` folder. The config translation is
+`configuration_pixelrefer.released_config_arguments`. Conversion never instantiates the model in memory (a
+meta-device model provides the expected names and shapes), so a 7B checkpoint converts in about its own size of RAM.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, PreTrainedConfig, PreTrainedTokenizerBase, Qwen2Config
+from transformers import AutoTokenizer, PreTrainedConfig, PreTrainedTokenizerBase
+from transformers.core_model_loading import WeightRenaming
 from transformers.dynamic_module_utils import custom_object_save
-from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 
-from ..checkpoint_folders import check_destination, checkpoint_folder
-from ..configuration_pixelrefer import PixelReferConfig
+from ..checkpoint_folders import UnsafeWeightsError, check_destination, checkpoint_folder, load_weights_safely
+from ..configuration_pixelrefer import (
+    RELEASED_MODEL_TYPES,
+    PixelReferConfig,
+    released_config_arguments,
+)
 from ..modeling_pixelrefer import PixelReferForConditionalGeneration
 from ..presets.builder import IMAGE_TOKEN, REGION_TOKEN, VIDEO_TOKEN, build_processor, generation_config_for
-from ..region_settings import RegionSettings
+from ..processing_pixelrefer import PixelReferProcessor
 
 logger = logging.getLogger(__name__)
-
-RELEASED_MODEL_TYPES = {"pixelrefer_qwen2": "full", "pixelreferlite_qwen2": "lite"}
-
-# Model settings that reproduce the released semantics beyond the variant's region settings, which
-# `RegionSettings.for_variant` gives (see docs/model.md, "Compatibility"): among them the exact grid-mask rules,
-# `region_grid_rounding="uint8"` (full) and `"opencv_any"` (Lite), rather than our float emulations.
-COMPAT_FLAGS = {"full": {}, "lite": {"oci_num_heads": 8}}
-
-# The vision encoder the released models use (VL3-SigLIP-NaViT), when config.json carries no `vision_encoder_config`.
-DEFAULT_VISION_CONFIG = {
-    "hidden_size": 1152,
-    "intermediate_size": 4304,
-    "num_hidden_layers": 27,
-    "num_attention_heads": 16,
-    "patch_size": 14,
-    "hidden_act": "gelu_pytorch_tanh",
-    "layer_norm_eps": 1e-6,
-}
 
 # Released key prefix -> plugin key prefix, tried in order (the longest vision prefix first).
 KEY_PREFIXES = (
@@ -78,6 +66,12 @@ def _short(items: list[str], limit: int = 12) -> str:
     return ", ".join(items[:limit]) + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
+def released_weight_renamings() -> list[WeightRenaming]:
+    """`KEY_PREFIXES` as transformers' load-time renaming (registered for the released model types; reversed by
+    `save_pretrained`, which writes the released names back unless `save_original_format=False`)."""
+    return [WeightRenaming(rf"^{re.escape(old)}", new) for old, new in KEY_PREFIXES if old != new]
+
+
 def map_released_key(key: str) -> str | None:
     """Plugin name of a released state-dict key, None for keys that are dropped, or the key itself if unknown."""
     if any(pattern.search(key) for pattern in DROPPED_KEYS):
@@ -101,62 +95,57 @@ def read_released_config(source: Path) -> dict[str, Any]:
     return config
 
 
-def text_config_from_released(released: dict[str, Any]) -> dict[str, Any]:
-    """The Qwen2 part of a released config (its flat Qwen2 keys)."""
-    names = {field.name for field in fields(Qwen2Config)} - {"architectures", "transformers_version", "dtype"}
-    text = {key: value for key, value in released.items() if key in names}
-    for legacy in ("rope_theta", "rope_scaling"):
-        if legacy in released:
-            text[legacy] = released[legacy]
-    text["model_type"] = "qwen2"
-    return text
-
-
-def vision_config_from_released(released: dict[str, Any]) -> dict[str, Any]:
-    """The vision encoder config: the checkpoint's own `vision_encoder_config` when present, else the released
-    encoder's sizes (with `mm_hidden_size` as width). Never downloads anything."""
-    vision = dict(DEFAULT_VISION_CONFIG)
-    names = {field.name for field in fields(VideoLlama3VisionConfig)}
-    own = released.get("vision_encoder_config") or {}
-    vision.update({key: value for key, value in own.items() if key in names and key != "model_type"})
-    if "vision_encoder_config" not in released and "mm_hidden_size" in released:
-        vision["hidden_size"] = released["mm_hidden_size"]
-    return vision
-
-
 def load_released_state_dict(source: Path) -> dict[str, torch.Tensor]:
     """All tensors of a released checkpoint: `.bin` shards (read with `weights_only=True`, no pickled code runs) or
-    safetensors shards, single file or indexed."""
+    safetensors shards, single file or indexed.
+
+    Raises:
+        ConversionError: naming the safetensors file that is truncated or not safetensors, or the `.bin` file that is
+            not loadable safely (pickled objects other than tensors, which `weights_only=True` refuses; its cause is
+            the `UnsafeWeightsError`).
+    """
     safetensors_files = sorted(source.glob("*.safetensors"))
     bin_files = sorted(source.glob("pytorch_model*.bin"))
     if safetensors_files:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         logger.info("reading %d safetensors file(s) from %s", len(safetensors_files), source)
         state_dict = {}
         for file in safetensors_files:
-            state_dict.update(load_file(file))
+            try:
+                state_dict.update(load_file(file))
+            except (SafetensorError, OSError) as error:
+                raise ConversionError(
+                    f"cannot read {file} ({error}); the file is truncated or not a safetensors file: download it again"
+                ) from None
         return state_dict
     if bin_files:
         logger.info("reading %d .bin file(s) from %s", len(bin_files), source)
         state_dict = {}
         for file in bin_files:
             try:
-                shard = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-            except Exception as error:  # an unpickler refusal names the offending global
-                raise ConversionError(f"cannot load {file.name} safely with weights_only=True ({error})") from None
+                shard = load_weights_safely(file)
+            except UnsafeWeightsError as error:  # a conversion error like the others; the cause keeps file / reason
+                raise ConversionError(str(error)) from error
             state_dict.update(shard)
         return state_dict
     raise ConversionError(f"{source} holds no weights (expected *.safetensors or pytorch_model*.bin files)")
 
 
-def load_released_tokenizer(source: Path, released: dict[str, Any] | None = None) -> PreTrainedTokenizerBase:
-    """The checkpoint's tokenizer, with `<image>`, `<REGION>` and `<|video_pad|>` looked up (added when missing)."""
+def load_released_tokenizer(
+    source: str | os.PathLike, released: dict[str, Any] | None = None, **hub_kwargs: Any
+) -> PreTrainedTokenizerBase:
+    """The tokenizer of a released checkpoint (folder, or hub id with `hub_kwargs`), with `<image>`, `<REGION>` and
+    `<|video_pad|>` looked up (added when missing)."""
+    if released is None:
+        released, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
     # Left alone, AutoTokenizer reads config.json, finds a model type transformers does not know and warns that it
     # falls back to a generic config ("You are using a model of type `pixelrefer_qwen2` to instantiate a model of
     # type ``"). Harmless (the tokenizer class comes from tokenizer_config.json): hand it that generic config.
-    config = PreTrainedConfig.from_dict(released if released is not None else read_released_config(source))
-    tokenizer = AutoTokenizer.from_pretrained(str(source), config=config, local_files_only=True, padding_side="left")
+    config = PreTrainedConfig.from_dict(dict(released))
+    hub_kwargs.setdefault("local_files_only", isinstance(source, Path) or os.path.isdir(source))
+    tokenizer = AutoTokenizer.from_pretrained(str(source), config=config, padding_side="left", **hub_kwargs)
     missing = [token for token in (IMAGE_TOKEN, REGION_TOKEN, VIDEO_TOKEN) if token not in tokenizer.get_vocab()]
     if missing:
         logger.info("adding %s to the tokenizer", missing)
@@ -167,24 +156,19 @@ def load_released_tokenizer(source: Path, released: dict[str, Any] | None = None
 def convert_released_config(
     released: dict[str, Any], tokenizer: PreTrainedTokenizerBase, position_axis_swap: bool = True
 ) -> PixelReferConfig:
-    """Plugin config of a released checkpoint, with the compatibility flags of its variant."""
-    variant = RELEASED_MODEL_TYPES[released["model_type"]]
-    text = text_config_from_released(released)
-    text["vocab_size"] = max(int(text.get("vocab_size", 0)), len(tokenizer))
-    dtype = released.get("torch_dtype") or released.get("dtype")
+    """Plugin config of a released checkpoint: the released settings of its variant, with the vocabulary size and the
+    special-token ids taken from `tokenizer` (which may have grown)."""
+    arguments = released_config_arguments(released)
+    arguments["text_config"]["vocab_size"] = max(int(arguments["text_config"].get("vocab_size", 0)), len(tokenizer))
     return PixelReferConfig(
-        text_config=text,
-        vision_config=vision_config_from_released(released),
-        variant=variant,
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        video_token_id=tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
-        region_token_id=tokenizer.convert_tokens_to_ids(REGION_TOKEN),
-        region_token=REGION_TOKEN,
-        region_settings=RegionSettings.for_variant(variant, mask_num=int(released.get("mask_num", 32))),
-        video_merge_size=int(released.get("spatial_merge_size", 2)),
-        position_axis_swap=position_axis_swap,
-        dtype=dtype,
-        **COMPAT_FLAGS[variant],
+        **{
+            **arguments,
+            "image_token_id": tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+            "video_token_id": tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
+            "region_token_id": tokenizer.convert_tokens_to_ids(REGION_TOKEN),
+            "region_token": REGION_TOKEN,
+            "position_axis_swap": position_axis_swap,
+        }
     )
 
 
@@ -248,6 +232,43 @@ def image_settings_from_released(released: dict[str, Any]) -> dict[str, Any]:
             "compression_threshold": 0.1 if released.get("use_token_compression", True) else None,
         },
     }
+
+
+# `from_pretrained` keyword arguments that say where to read a checkpoint's files.
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
+
+
+def released_processor(source: str | os.PathLike, **kwargs: Any) -> PixelReferProcessor | None:
+    """The processor of a released checkpoint (folder or hub id) with the released settings, or None when `source` holds
+    any other checkpoint. `kwargs` are `from_pretrained`'s; those that say where to read files are used.
+
+    Raises:
+        ConversionError: the tokenizer and `config.json` disagree on the ids of `<image>` / `<REGION>`, or the
+            tokenizer has more tokens than the embedding rows (`pixelrefer convert` adds rows for missing tokens).
+    """
+    hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
+    try:
+        config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
+    except OSError:  # no config.json (a processor saved on its own): not a released checkpoint
+        return None
+    if config_dict.get("model_type") not in RELEASED_MODEL_TYPES or "text_config" in config_dict:
+        return None
+    tokenizer = load_released_tokenizer(source, config_dict, **hub_kwargs)
+    recorded = released_config_arguments(config_dict)  # what the model loaded from this checkpoint reads
+    problems = [
+        f"{token} is {tokenizer.convert_tokens_to_ids(token)} in the tokenizer but {recorded[name]} in config.json"
+        for name, token in (("image_token_id", IMAGE_TOKEN), ("region_token_id", REGION_TOKEN))
+        if tokenizer.convert_tokens_to_ids(token) != recorded[name]
+    ]
+    if len(tokenizer) > recorded["text_config"].get("vocab_size", len(tokenizer)):
+        problems.append(f"the tokenizer has {len(tokenizer)} tokens for {recorded['text_config']['vocab_size']} rows")
+    if problems:
+        raise ConversionError(
+            f"{source}: {'; '.join(problems)}; convert it with `pixelrefer convert`, which takes the ids from the "
+            "tokenizer and adds embedding rows for missing tokens"
+        )
+    config = convert_released_config(config_dict, tokenizer)
+    return build_processor(config, tokenizer, image_settings_from_released(config_dict))
 
 
 def convert_released_checkpoint(

@@ -47,6 +47,25 @@ PROGRESS_EVERY = 1000
 _SCENE_TAG_PATTERN = re.compile(r"(?:<image>|<video>)\n?")
 
 
+class DataFileError(ValueError):
+    """A data file that cannot be read as a list of records: `{path}[, line N]: {reason}`.
+
+    Attributes:
+        path: the data file.
+        reason: what is wrong and what was expected.
+        line: the line of a JSON syntax error, else None.
+    """
+
+    def __init__(self, path: str | Path, reason: str, line: int | None = None):
+        self.path = str(path)
+        self.reason = reason
+        self.line = line
+        super().__init__(f"{path}{'' if line is None else f', line {line}'}: {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason, self.line)
+
+
 class DataRecordError(ValueError):
     """A record that cannot be used: `record {index}, field {field}: {reason}`.
 
@@ -124,10 +143,19 @@ class RegionSample:
 def load_records(path: str | Path) -> list[dict]:
     """Read a `.json` file holding a list of records, or a `.jsonl` file with one record per line.
 
-    Raises `ValueError` naming the file and line for malformed JSON, and when a `.json` file does not hold a list.
+    Raises:
+        DataFileError: naming the file (and line): it does not exist, is a folder, is not UTF-8 text, holds malformed
+            JSON, or a `.json` file that does not hold a list.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    if path.is_dir():
+        raise DataFileError(path, "is a folder; expected a .json or .jsonl data file")
+    if not path.is_file():
+        raise DataFileError(path, "no such file; expected a .json or .jsonl data file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataFileError(path, f"cannot read the file ({error}); expected UTF-8 JSON text") from None
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         records = []
         for line_number, line in enumerate(text.splitlines(), start=1):
@@ -136,20 +164,23 @@ def load_records(path: str | Path) -> list[dict]:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as error:
-                raise ValueError(
-                    f"{path}, line {line_number}: invalid JSON ({error.msg} at column {error.colno}); expected one "
-                    "JSON record per line"
+                raise DataFileError(
+                    path,
+                    f"invalid JSON ({error.msg} at column {error.colno}); expected one JSON record per line",
+                    line_number,
                 ) from None
         return records
     try:
         records = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{path}, line {error.lineno}: invalid JSON ({error.msg} at column {error.colno}); expected a JSON list "
-            "of records (or a .jsonl file with one record per line)"
+        raise DataFileError(
+            path,
+            f"invalid JSON ({error.msg} at column {error.colno}); expected a JSON list of records (or a .jsonl file "
+            "with one record per line)",
+            error.lineno,
         ) from None
     if not isinstance(records, list):
-        raise ValueError(f"{path}: expected a JSON list of records, got a JSON {type(records).__name__}")
+        raise DataFileError(path, f"expected a JSON list of records, got a JSON {type(records).__name__}")
     return records
 
 
@@ -395,8 +426,7 @@ class _RecordReader:
         try:
             region_to_mask({kind: annotation}, image_size, 0, 0)
         except RegionInputError as error:
-            reason = str(error).split(": ", 1)[1]
-            self.problem(name, reason.replace("its image", what))
+            self.problem(name, error.expected.replace("its image", what))
         except Exception as error:  # pycocotools raises many types on malformed input
             self.problem(name, f"cannot decode the {kind} ({type(error).__name__}: {error})")
 
@@ -723,10 +753,10 @@ class RegionConversationDataset(torch.utils.data.Dataset):
                 len(records),
                 len(problems),
             )
+        if not records:
+            raise DataFileError(source, "holds no record; expected at least one")
         if not good:
-            raise (
-                DataValidationError(problems, len(records), source) if problems else ValueError(f"{source}: no record")
-            )
+            raise DataValidationError(problems, len(records), source)
         added = sum(reader.added_tag is not None for reader in good)
         if added:
             logger.info(
@@ -766,6 +796,7 @@ class RegionDataCollator:
 
 
 __all__ = [
+    "DataFileError",
     "DataRecordError",
     "DataValidationError",
     "RecordProblem",

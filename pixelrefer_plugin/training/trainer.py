@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, Tr
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..checkpoint_folders import move_files_into
 from .lora import apply_lora, parameter_groups
-from .recipe import Recipe
+from .recipe import Recipe, validate_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,10 @@ BASE_MODEL_DIR = "base-model"
 DEFAULT_LEARNING_RATES = {"object_tokenizer": 1e-3, "object_infusion": 1e-3}
 # `data.synthetic` options: the arguments of `write_synthetic_dataset`.
 SYNTHETIC_OPTIONS = ("num_records", "seed", "size", "objects", "kinds", "video_fraction")
+# The final save is written here (inside `output_dir`) and then moved into `output_dir`.
+FINAL_SAVE_DIR = ".final-save.partial"
+# The files that make `output_dir` load as a model (peft adapter, or full model without LoRA): moved in last.
+LOADABLE_MARKERS = ("adapter_config.json", "config.json")
 
 
 class PixelReferTrainer(Trainer):
@@ -151,6 +157,24 @@ def completed_run(output_dir: Path, args: TrainingArguments) -> TrainerState | N
     return state if done else None
 
 
+def save_final_model(trainer: Trainer, processor: Any, output_dir: Path) -> None:
+    """Save the trained adapter (or model) and the processor to `output_dir` so that it never holds a config beside
+    weights that are not all written: every process writes into `output_dir/.final-save.partial`, then the main
+    process moves the files in, `adapter_config.json` / `config.json` last. A previous final save (and its
+    `trainer_state.json`, written after this) is removed first, so an interrupted save leaves no loadable result."""
+    partial = output_dir / FINAL_SAVE_DIR
+    if trainer.is_world_process_zero():
+        shutil.rmtree(partial, ignore_errors=True)
+        for name in ("trainer_state.json", *LOADABLE_MARKERS):
+            (output_dir / name).unlink(missing_ok=True)
+    _wait_for_everyone()
+    trainer.save_model(str(partial))  # every process: DeepSpeed / FSDP gather the weights collectively
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(partial)
+        move_files_into(partial, output_dir, last=LOADABLE_MARKERS)
+    _wait_for_everyone()
+
+
 def _wait_for_everyone() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -181,6 +205,7 @@ def run_training(recipe: Recipe) -> TrainingResult:
 
     from .data import RegionDataCollator
 
+    validate_recipe(recipe)
     args = training_arguments(recipe)
     output_dir = Path(args.output_dir)
     resume = recipe.training.get("resume", "auto")
@@ -221,9 +246,7 @@ def run_training(recipe: Recipe) -> TrainingResult:
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    trainer.save_model(str(output_dir))
-    if trainer.is_world_process_zero():
-        processor.save_pretrained(output_dir)
+    save_final_model(trainer, processor, output_dir)
     metrics = dict(result.metrics)  # the Trainer has logged them: the run's result is the caller's to show
     trainer.save_state()
     return TrainingResult(trainer.model, processor, metrics, output_dir, base, result.global_step)

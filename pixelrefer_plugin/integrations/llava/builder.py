@@ -11,12 +11,13 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig, PreTrainedConfig
 
-from ...configuration_pixelrefer import PixelReferConfig
+from ...configuration_pixelrefer import RELEASED_MODEL_TYPES, PixelReferConfig
+from ...presets.hub import resolve_pretrained
 from ...runtime import preferred_attn_implementation, preferred_dtype
 
 logger = logging.getLogger(__name__)
 
-PIXELREFER_MODEL_TYPES = frozenset({PixelReferConfig.model_type})
+PIXELREFER_MODEL_TYPES = frozenset({PixelReferConfig.model_type, *RELEASED_MODEL_TYPES})
 DEFAULT_CONTEXT_LEN = 2048
 _AUTO_DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
@@ -139,8 +140,10 @@ def load_pretrained_model(
     """Load a PixelRefer checkpoint the way LLaVA(-NeXT)'s `load_pretrained_model` loads a LLaVA one.
 
     Args:
-        model_path: Checkpoint folder or Hub id; with `model_base`, a LoRA adapter folder.
-        model_base: Base checkpoint the LoRA adapter at `model_path` was trained on (merged into it), or `None`.
+        model_path: Checkpoint folder, Hub id (a released checkpoint loads as it is) or preset name
+            (`"pixelrefer-7b"`: a folder of that name, else its hub repository); with `model_base`, a LoRA adapter.
+        model_base: Base checkpoint the LoRA adapter at `model_path` was trained on (merged into it), or `None`;
+            a preset name too.
         model_name: Accepted for compatibility; LLaVA dispatches on it, any PixelRefer checkpoint loads here.
         load_8bit, load_4bit: Quantize with bitsandbytes (must be installed).
         device_map: As in `from_pretrained`; `"auto"` loads on the CPU when no CUDA device is available.
@@ -181,6 +184,8 @@ def load_pretrained_model(
     dtype = torch.float16 if load_4bit else _resolve_dtype(torch_dtype, target)
     attn = _resolve_attn(attn_implementation, use_flash_attn, target)
     hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+    model_path = resolve_pretrained(model_path, **hub_kwargs)
+    model_base = None if model_base is None else resolve_pretrained(model_base, **hub_kwargs)
 
     weights_path = model_path
     if model_base is not None:

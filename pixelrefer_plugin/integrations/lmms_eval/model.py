@@ -134,7 +134,8 @@ class PixelReferSimple(lmms):
     """PixelRefer for lmms-eval's simple (`ConfigurableTask`) requests: generation, log-likelihood, multi-round.
 
     Args:
-        pretrained: PixelRefer checkpoint folder (or Hub id).
+        pretrained: PixelRefer checkpoint folder, Hub id or preset name (`pixelrefer-7b`; resolved by
+            `load_pretrained_model`).
         device: `"cpu"`, `"cuda"`, `"cuda:1"`...; default CUDA when available. Under `accelerate launch` with several
             processes each process uses its own `accelerator.device` (on CPUs: `ACCELERATE_USE_CPU=1`, gloo).
         dtype: `"auto"` (the checkpoint's), `"float32"`, `"bfloat16"` or `"float16"` (`torch_dtype` is accepted too);
