@@ -7,9 +7,14 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .errors import FlagError
+
+if TYPE_CHECKING:
+    from ..regions import PixelReferInputError
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +28,8 @@ ARGUMENT_FLAGS = {
     "text": "--question",
     "images": "--image",
     "videos": "--video",
+    "segmenter": "--segmenter",
 }
-
-
-class FlagError(ValueError):
-    """A bad command-line value; the message names the flag, the value and what was expected."""
-
-    def __init__(self, flag: str, value: Any, expected: str):
-        shown = value if isinstance(value, str) else str(value)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        super().__init__(f"{flag} {shown!r}: {expected}")
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
@@ -54,9 +51,27 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     region = parser.add_mutually_exclusive_group(required=True)
     region.add_argument("--mask", metavar="FILE", help="mask image (PNG/JPEG, nonzero = inside) or .npy array")
     region.add_argument("--box", metavar="x0,y0,x1,y1", help="box corners in pixels")
-    region.add_argument("--point", metavar="x,y", help="point in pixels (the square of 28 pixels around it)")
+    region.add_argument(
+        "--point",
+        action="append",
+        metavar="x,y",
+        help="point in pixels: without --segmenter the square of 28 pixels around it; with --segmenter a click on "
+        "the object (repeat for several clicks)",
+    )
     region.add_argument(
         "--rle", metavar="JSON", help='COCO RLE {"size": [H, W], "counts": ...}: JSON text or a .json file'
+    )
+    parser.add_argument(
+        "--segmenter",
+        metavar="DIR_OR_ID",
+        help="SAM 2 checkpoint (folder, hub id or sam2.1-hiera-tiny ... -large): --point / --box become the mask of "
+        "the object they click or frame (docs/segmentation.md)",
+    )
+    parser.add_argument(
+        "--negative-point",
+        action="append",
+        metavar="x,y",
+        help="with --segmenter: a click on what is not the object (repeatable)",
     )
     parser.add_argument(
         "--question",
@@ -95,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
 
     kind = next(kind for kind in REGION_FLAGS if getattr(args, kind) is not None)
     flag, value = REGION_FLAGS[kind], getattr(args, kind)
+    if kind == "point":
+        _check_point_flags(args)
+        value = " ".join(args.point)
     try:
         if args.max_new_tokens < 1:
             raise FlagError("--max-new-tokens", str(args.max_new_tokens), "expected a positive number of tokens")
@@ -103,8 +121,11 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         dtype = resolve_dtype(args.dtype, device)
         picture, source = _load_source(args, processor)
-        region = _parse_region(kind, value)
-        _check_region(region, picture.shape[:2], processor.point_size, flag, value)
+        if args.segmenter is not None:
+            region = _segment(args, kind, picture, device, flag, value)
+        else:
+            region = _parse_region(kind, args.point[0] if kind == "point" else value)
+            _check_region(region, picture.shape[:2], processor.point_size, flag, value)
         on_video = args.video is not None
         question = args.question if args.question is not None else default_question(processor.variant, on_video)
         check_question(question)
@@ -123,10 +144,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_flag_error(error: Exception, args: argparse.Namespace, region_flag: str, region_value: str) -> FlagError:
+def _check_point_flags(args: argparse.Namespace) -> None:
+    """Several --point, and --negative-point, are clicks for a segmenter."""
+    if args.segmenter is None and len(args.point) > 1:
+        raise FlagError("--point", " ".join(args.point), "several --point need --segmenter (clicks on one object)")
+    if args.segmenter is None and args.negative_point:
+        raise FlagError("--negative-point", args.negative_point[0], "--negative-point needs --segmenter")
+
+
+def _segment(
+    args: argparse.Namespace, kind: str, picture: np.ndarray, device: Any, flag: str, value: str
+) -> dict[str, Any]:
+    """The mask region SAM 2 makes of the --point / --box clicks (`{"mask": ..., "score": ...}`)."""
+    from ..presets.hub import HubUnavailableError
+    from ..regions import RegionInputError
+    from ..segmentation import RegionSegmenter
+
+    if kind not in ("point", "box"):
+        raise FlagError("--segmenter", args.segmenter, f"segments --point and --box regions, not --{kind}")
+    if kind == "point":
+        points = [_numbers("--point", point, ("x", "y")) for point in args.point]
+        prompt: dict[str, Any] = {"point": points[0]} if len(points) == 1 else {"points": points}
+    else:
+        prompt = {"box": _numbers("--box", value, ("x0", "y0", "x1", "y1"))}
+    if args.negative_point:
+        prompt["negative_points"] = [_numbers("--negative-point", p, ("x", "y")) for p in args.negative_point]
+    try:
+        segmenter = RegionSegmenter.from_pretrained(args.segmenter, device=device)
+    except HubUnavailableError as error:
+        raise FlagError("--segmenter", args.segmenter, str(error)) from None
+    try:
+        (region,) = segmenter.to_masks([prompt], images=[picture])
+    except RegionInputError as error:
+        raise FlagError(flag, value, error.expected) from None
+    logger.info("segmenter %s: mask of %d pixels, score %.3f", args.segmenter, region["mask"].sum(), region["score"])
+    return region
+
+
+def _as_flag_error(
+    error: PixelReferInputError, args: argparse.Namespace, region_flag: str, region_value: str
+) -> FlagError:
     """A library / processor input error, reworded to name the command-line flag it is about."""
-    argument = getattr(error, "argument", "")
-    expected = str(error).split(": ", 1)[-1]
+    argument, expected = error.argument, error.expected
     if argument == "regions":
         return FlagError(region_flag, region_value, expected)
     flag = ARGUMENT_FLAGS.get(argument, "--model")
@@ -161,7 +220,7 @@ def _load_source(args: argparse.Namespace, processor: Any) -> tuple[np.ndarray, 
         try:
             image = load_image(args.image)
         except ImageInputError as error:
-            raise FlagError("--image", args.image, str(error).split(": ", 1)[-1]) from None
+            raise FlagError("--image", args.image, error.expected) from None
         return image, image
     if args.frame is None:
         raise FlagError("--video", args.video, "--video needs --frame N, the decoded frame index the region lies on")
@@ -180,7 +239,7 @@ def _load_source(args: argparse.Namespace, processor: Any) -> tuple[np.ndarray, 
     try:
         clip = read_video_file(args.video, [args.frame], False, processor.video_fps, processor.video_max_frames)
     except VideoInputError as error:
-        raise FlagError("--video", args.video, str(error).split(": ", 1)[-1]) from None
+        raise FlagError("--video", args.video, error.expected) from None
     return clip.region_frames[args.frame], args.video
 
 
@@ -258,4 +317,4 @@ def _check_region(region: dict[str, Any], size: tuple[int, int], point_size: int
     try:
         region_to_mask(region, size, 0, 0, point_size)
     except RegionInputError as error:
-        raise FlagError(flag, value, str(error).split(": ", 1)[-1]) from None
+        raise FlagError(flag, value, error.expected) from None
