@@ -23,7 +23,14 @@ $(STAMP): requirements/cpu.lock requirements/gpu.lock pyproject.toml .ci/make_ve
 	PYTHON=$(PYTHON) VENV=$(VENV) bash .ci/make_venv.sh
 	touch $(STAMP)
 
+# The web page's tests drive Debian's headless Chromium; as root (CI) it is installed, else those tests skip.
 test: $(STAMP)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver for the web page tests"; \
+		apt-get install -y -qq chromium chromium-driver >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }; \
+	else echo "chromium / chromedriver missing and not root: the web page tests will be skipped"; fi
 	$(BIN)/python -m pytest tests -q
 
 test-latest:

@@ -1,5 +1,12 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""The `pixelrefer` command line."""
+"""The `pixelrefer` command line.
+
+One error path for every command: a command raises a typed error (an input error: a `ValueError` such as
+`PixelReferInputError`, `OutputFolderError`, `RecipeError`, `DataFileError`; a missing file; or a runtime failure:
+`RuntimeError` / `OSError`), and `main` prints it as one line, `pixelrefer <command>: error: <message>`, and exits 2
+for input errors (as argparse does for bad arguments) or 1 for runtime failures. `--debug` shows the traceback
+instead.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,14 @@ import argparse
 import sys
 
 from .. import __version__
-from . import build, convert, data, demo, describe, merge, presets, tasks_path, train
+from . import build, convert, data, demo, describe, merge, presets, serve, tasks_path, train
 from .output import quiet_deepspeed, setup_logging
+
+# Exit status 2: the user's input is wrong (as argparse's usage errors). Checked before RUNTIME_ERRORS, whose OSError
+# is a base class of FileNotFoundError.
+INPUT_ERRORS = (ValueError, LookupError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+# Exit status 1: the input is fine but running the command failed (disk full, no network, a failed training step).
+RUNTIME_ERRORS = (RuntimeError, OSError)
 
 COMMANDS = {
     "build": build,
@@ -20,6 +33,7 @@ COMMANDS = {
     "tasks-path": tasks_path,
     "demo": demo,
     "describe": describe,
+    "serve": serve,
 }
 
 
@@ -28,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"pixelrefer {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log debug messages (and other libraries' info messages)"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error instead of its one-line message"
     )
     # the deepspeed launcher passes --local_rank=N before the subcommand (the rank is also in the environment)
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
@@ -40,10 +57,24 @@ def main(argv: list[str] | None = None) -> int:
         quiet_deepspeed()
     try:
         return int(args.run(args) or 0)
-    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"pixelrefer {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except (*INPUT_ERRORS, *RUNTIME_ERRORS) as error:
+        if args.debug:
+            raise
+        print(f"pixelrefer {command_name(args)}: error: {one_line(error)}", file=sys.stderr)
+        return 2 if isinstance(error, INPUT_ERRORS) else 1
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """`train`, `data validate`, ...: the command as the user typed it."""
+    action = getattr(args, "data_command", None)
+    return f"{args.command} {action}" if action else args.command
+
+
+def one_line(error: BaseException) -> str:
+    """The message of `error` on one line: a `KeyError`'s own text (not its repr), several lines joined by "; "."""
+    message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__
 
 
 if __name__ == "__main__":
