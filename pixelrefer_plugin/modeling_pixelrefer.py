@@ -45,9 +45,10 @@ REGION_INPUT_NAMES = (
     "region_frame_index",
     "region_mask_sizes",  # optional: only where a crop was refitted into the pixel budget
 )
-SCENE_INPUT_NAMES = ("pixel_values", "pixel_values_videos")
 _IMAGE_INPUT_NAMES = ("pixel_values", "image_grid_thw", "image_merge_sizes")
 _VIDEO_INPUT_NAMES = ("pixel_values_videos", "video_grid_thw", "video_merge_sizes")
+# Every pixel input of `PixelReferModel.forward` and what goes with it, by name.
+PIXEL_INPUT_NAMES = _IMAGE_INPUT_NAMES + _VIDEO_INPUT_NAMES + REGION_INPUT_NAMES
 
 # transformers 5.24 renamed the key-value cache argument (and output field) `past_key_values` to `cache`. The models
 # take either name and hand the base model the one the installed transformers expects.
@@ -195,22 +196,26 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         return inputs_embeds.masked_scatter(region_mask[..., None], object_tokens.to(inputs_embeds.dtype))
 
     def _check_inputs(
-        self, inputs: dict[str, torch.Tensor | None], is_prefill: bool, has_encoder_outputs: bool
+        self,
+        input_ids: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        pixel_inputs: dict[str, torch.Tensor | None],
+        is_prefill: bool,
+        has_encoder_outputs: bool,
     ) -> None:
         """Refuse inputs that do not fit together, before any of them is used.
 
         Checked: `input_ids` or `inputs_embeds`; an `attention_mask` of the batch size (and, at prefill, the length) of
-        `input_ids`; each group of scene / region inputs given whole; at prefill, `<image>` / `<|video_pad|>` /
-        `<REGION>` tokens in `input_ids` only with the pixel inputs that replace them; no scene inputs for Lite.
+        `input_ids`; no scene inputs for Lite; at prefill, each group of scene / region inputs given whole and
+        `<image>` / `<|video_pad|>` / `<REGION>` tokens in `input_ids` only with the pixel inputs that replace them.
 
         Raises:
             ModelInputError: naming the argument at fault and what was expected.
         """
-        input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
-        if input_ids is None and inputs["inputs_embeds"] is None:
+        if input_ids is None and inputs_embeds is None:
             raise ModelInputError("input_ids", "pass input_ids or inputs_embeds")
-        reference = input_ids if input_ids is not None else inputs["inputs_embeds"]
-        name = "input_ids" if input_ids is not None else "inputs_embeds"
+        name, reference = ("input_ids", input_ids) if input_ids is not None else ("inputs_embeds", inputs_embeds)
         if attention_mask is not None and attention_mask.ndim == 2:
             if attention_mask.shape[0] != reference.shape[0]:
                 raise ModelInputError(
@@ -223,35 +228,44 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
                     f"has {attention_mask.shape[1]} positions; expected {reference.shape[1]}, the length of {name}",
                 )
         lite = self.config.variant == "lite"
-        if lite and (inputs["pixel_values"] is not None or inputs["pixel_values_videos"] is not None):
-            argument = "pixel_values" if inputs["pixel_values"] is not None else "pixel_values_videos"
+        scene = [name for name in ("pixel_values", "pixel_values_videos") if pixel_inputs[name] is not None]
+        if lite and scene:
             raise ModelInputError(
-                argument, "PixelRefer-Lite reads no scene tokens: pass no pixel_values / pixel_values_videos"
+                scene[0], "PixelRefer-Lite reads no scene tokens: pass no pixel_values / pixel_values_videos"
             )
-        if inputs["region_pixel_values"] is not None and input_ids is None:
+        if pixel_inputs["region_pixel_values"] is not None and input_ids is None:
             raise ModelInputError("input_ids", "are needed to place the object tokens of region_pixel_values")
-        if not is_prefill or input_ids is None:
-            return  # generation drops the pixel inputs after the prefill and keeps their grids
+        if (
+            is_prefill and input_ids is not None
+        ):  # generation drops the pixel inputs after the prefill, keeps the grids
+            self._check_input_groups(pixel_inputs, lite)
+            self._check_placeholder_tokens(input_ids, pixel_inputs, has_encoder_outputs)
+
+    @staticmethod
+    def _check_input_groups(pixel_inputs: dict[str, torch.Tensor | None], lite: bool) -> None:
+        """Each group of scene / region inputs is given whole or not at all."""
         region_group = REGION_INPUT_NAMES[:-1] if lite else REGION_INPUT_NAMES[:5]
         for group in (_IMAGE_INPUT_NAMES, _VIDEO_INPUT_NAMES, region_group):
-            given = [name for name in group if inputs[name] is not None]
+            given = [name for name in group if pixel_inputs[name] is not None]
             if given and len(given) != len(group):
-                missing = [name for name in group if inputs[name] is None]
+                missing = [name for name in group if pixel_inputs[name] is None]
                 raise ModelInputError(
                     missing[0],
                     f"is missing while {', '.join(given)} {'is' if len(given) == 1 else 'are'} given; expected all of "
                     f"{', '.join(group)} (as PixelReferProcessor returns them)",
                 )
+
+    def _check_placeholder_tokens(
+        self, input_ids: torch.LongTensor, pixel_inputs: dict[str, torch.Tensor | None], has_encoder_outputs: bool
+    ) -> None:
+        """`<image>` / `<|video_pad|>` / `<REGION>` tokens come with the pixel inputs (or encoder outputs) they stand for."""
         for token_id, token, pixels, what in (
             (self.config.image_token_id, "<image>", "pixel_values", "image"),
             (self.config.video_token_id, "<|video_pad|>", "pixel_values_videos", "video"),
             (self.config.region_token_id, self.config.region_token, "region_pixel_values", "region"),
         ):
-            if (
-                token_id is None
-                or inputs[pixels] is not None
-                or (has_encoder_outputs and pixels != "region_pixel_values")
-            ):
+            precomputed = has_encoder_outputs and pixels != "region_pixel_values"
+            if token_id is None or pixel_inputs[pixels] is not None or precomputed:
                 continue
             found = int((input_ids == token_id).sum())
             if found:
@@ -320,71 +334,19 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
         """
         cache = _take_cache(cache, kwargs)
         is_prefill = cache is None or cache.get_seq_length() == 0
-        self._check_inputs(
-            {
-                "input_ids": input_ids,
-                "inputs_embeds": inputs_embeds,
-                "attention_mask": attention_mask,
-                "pixel_values": pixel_values,
-                "image_grid_thw": image_grid_thw,
-                "image_merge_sizes": image_merge_sizes,
-                "pixel_values_videos": pixel_values_videos,
-                "video_grid_thw": video_grid_thw,
-                "video_merge_sizes": video_merge_sizes,
-                "region_pixel_values": region_pixel_values,
-                "region_grid_thw": region_grid_thw,
-                "region_grid_mask": region_grid_mask,
-                "region_boxes": region_boxes,
-                "region_image_sizes": region_image_sizes,
-                "region_local_pixel_values": region_local_pixel_values,
-                "region_local_grid_thw": region_local_grid_thw,
-                "frame_pixel_values": frame_pixel_values,
-                "frame_grid_thw": frame_grid_thw,
-                "region_frame_index": region_frame_index,
-            },
-            is_prefill=is_prefill,
-            has_encoder_outputs=bool(kwargs.get("mm_encoder_outputs")),
-        )
+        pixel_inputs = {name: value for name, value in locals().items() if name in PIXEL_INPUT_NAMES}
+        mm_encoder_outputs = kwargs.pop("mm_encoder_outputs", None) or {}
+        has_encoder_outputs = bool(mm_encoder_outputs)
+        self._check_inputs(input_ids, inputs_embeds, attention_mask, pixel_inputs, is_prefill, has_encoder_outputs)
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
 
-        groups: dict[str, tuple[torch.Tensor, torch.LongTensor, torch.LongTensor]] = {}
-        if pixel_values is not None:
-            groups["image"] = (pixel_values, image_grid_thw, image_merge_sizes)
-        if pixel_values_videos is not None:
-            groups["video"] = (pixel_values_videos, video_grid_thw, video_merge_sizes)
-        if region_pixel_values is not None:
-            for name, pixels, grid in (
-                ("crop", region_pixel_values, region_grid_thw),
-                ("local", region_local_pixel_values, region_local_grid_thw),
-                ("frame", frame_pixel_values, frame_grid_thw),
-            ):
-                if pixels is not None:
-                    groups[name] = (pixels, grid, torch.ones(len(grid), dtype=torch.long, device=grid.device))
+        groups = _encoder_groups(pixel_inputs)
         features = dict(zip(groups, self.encode_packed(list(groups.values())), strict=True)) if groups else {}
-
-        mm_encoder_outputs = kwargs.pop("mm_encoder_outputs", None) or {}
-        for name in ("image", "video"):
-            if name in features:
-                _, grid, merge = groups[name]
-                embeds = self.projector(features[name]).split((grid.prod(dim=1) // merge**2).tolist())
-                mm_encoder_outputs[name] = BaseModelOutputWithPooling(pooler_output=embeds)
-
+        mm_encoder_outputs.update(self._scene_encoder_outputs(groups, features))
         object_tokens_per_region = None
         if "crop" in features:
-            object_tokens, object_tokens_per_region = self.object_tokens(
-                features["crop"],
-                region_grid_thw,
-                region_grid_mask,
-                region_boxes,
-                region_image_sizes,
-                region_mask_sizes,
-                local_features=features.get("local"),
-                local_grid_thw=region_local_grid_thw,
-                frame_features=features.get("frame"),
-                frame_grid_thw=frame_grid_thw,
-                region_frame_index=region_frame_index,
-            )
+            object_tokens, object_tokens_per_region = self._region_object_tokens(features, pixel_inputs)
             inputs_embeds = self.scatter_object_tokens(input_ids, inputs_embeds, object_tokens)
 
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and is_prefill:
@@ -402,6 +364,60 @@ class PixelReferModel(PixelReferPreTrainedModel, VideoLlama3Model):
             **kwargs,
         )
         return PixelReferModelOutputWithPast(**outputs, object_tokens_per_region=object_tokens_per_region)
+
+    def _scene_encoder_outputs(
+        self, groups: dict[str, EncoderGroup], features: dict[str, torch.Tensor]
+    ) -> dict[str, BaseModelOutputWithPooling]:
+        """The projected scene tokens of the image and video groups, split per image / video, as the VideoLLaMA3 base
+        model takes them (`mm_encoder_outputs`)."""
+        outputs = {}
+        for name in ("image", "video"):
+            if name in features:
+                _, grid, merge = groups[name]
+                embeds = self.projector(features[name]).split((grid.prod(dim=1) // merge**2).tolist())
+                outputs[name] = BaseModelOutputWithPooling(pooler_output=embeds)
+        return outputs
+
+    def _region_object_tokens(
+        self, features: dict[str, torch.Tensor], pixel_inputs: dict[str, torch.Tensor | None]
+    ) -> tuple[torch.Tensor, torch.LongTensor]:
+        """`object_tokens` of the encoded crops (and Lite contexts) with the region inputs of `forward`."""
+        return self.object_tokens(
+            features["crop"],
+            pixel_inputs["region_grid_thw"],
+            pixel_inputs["region_grid_mask"],
+            pixel_inputs["region_boxes"],
+            pixel_inputs["region_image_sizes"],
+            pixel_inputs["region_mask_sizes"],
+            local_features=features.get("local"),
+            local_grid_thw=pixel_inputs["region_local_grid_thw"],
+            frame_features=features.get("frame"),
+            frame_grid_thw=pixel_inputs["frame_grid_thw"],
+            region_frame_index=pixel_inputs["region_frame_index"],
+        )
+
+
+EncoderGroup = tuple[torch.Tensor, torch.LongTensor, torch.LongTensor]
+
+
+def _encoder_groups(pixel_inputs: dict[str, torch.Tensor | None]) -> dict[str, EncoderGroup]:
+    """`(pixels, grid_thw, merge_sizes)` of each kind of image the vision encoder reads in one packed pass: scene
+    images, video frames (merged 2 x 2 later), region crops and, for Lite, local and global context images."""
+    groups: dict[str, EncoderGroup] = {}
+    if pixel_inputs["pixel_values"] is not None:
+        groups["image"] = tuple(pixel_inputs[name] for name in _IMAGE_INPUT_NAMES)
+    if pixel_inputs["pixel_values_videos"] is not None:
+        groups["video"] = tuple(pixel_inputs[name] for name in _VIDEO_INPUT_NAMES)
+    if pixel_inputs["region_pixel_values"] is not None:
+        for name, pixels, grid in (
+            ("crop", "region_pixel_values", "region_grid_thw"),
+            ("local", "region_local_pixel_values", "region_local_grid_thw"),
+            ("frame", "frame_pixel_values", "frame_grid_thw"),
+        ):
+            if pixel_inputs[pixels] is not None:
+                grid_thw = pixel_inputs[grid]
+                groups[name] = (pixel_inputs[pixels], grid_thw, grid_thw.new_ones(len(grid_thw)))
+    return groups
 
 
 class PixelReferForConditionalGeneration(PixelReferPreTrainedModel, GenerationMixin):

@@ -171,13 +171,19 @@ class PixelReferObjectTokenizer(nn.Module):
         # Larger regions are reduced to mask_num centroids, all at once.
         needs_kmeans = counts > self.mask_num
         if bool(needs_kmeans.any()):
-            in_kmeans = needs_kmeans[feature_region]
-            kmeans_region = (torch.cumsum(needs_kmeans, 0) - 1)[feature_region[in_kmeans]]
-            points, valid, point_counts = pack_regions(features[in_kmeans], kmeans_region, int(needs_kmeans.sum()))
-            start = strided_kmeans_init(points, point_counts, self.mask_num)
-            tokens[needs_kmeans] = batched_kmeans(points, valid, start, self.kmeans_iters, self.kmeans_tol)
-
+            tokens[needs_kmeans] = self.kmeans_tokens(features, feature_region, needs_kmeans)
         return tokens, num_tokens
+
+    def kmeans_tokens(
+        self, features: torch.Tensor, feature_region: torch.Tensor, needs_kmeans: torch.Tensor
+    ) -> torch.Tensor:
+        """`(M, mask_num, C)` k-means centroids of the M regions flagged in `needs_kmeans` `(R,)`, from the selected
+        cell features `(N, C)` whose regions are `feature_region` `(N,)`."""
+        in_kmeans = needs_kmeans[feature_region]
+        kmeans_region = (torch.cumsum(needs_kmeans, 0) - 1)[feature_region[in_kmeans]]
+        points, valid, point_counts = pack_regions(features[in_kmeans], kmeans_region, int(needs_kmeans.sum()))
+        start = strided_kmeans_init(points, point_counts, self.mask_num)
+        return batched_kmeans(points, valid, start, self.kmeans_iters, self.kmeans_tol)
 
     def stretch_to_mask_grids(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -47,6 +47,14 @@ DEFAULT_CHAT_TEMPLATE = (
 
 # PixelRefer-Lite reads no scene tokens: image and video items render as nothing.
 LITE_CHAT_TEMPLATE = DEFAULT_CHAT_TEMPLATE.replace("'<image>\\n'", "''").replace("'<video>\\n'", "''")
+
+
+class _Sample(NamedTuple):
+    """What one sample of a batch contributes: its scene images and videos (none for Lite) and its region texts."""
+
+    scene_images: list[np.ndarray]
+    scene_videos: list[VideoClip]
+    region_texts: list[str]
 
 
 class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
@@ -244,54 +252,69 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
             `frame_pixel_values`, `frame_grid_thw`, `region_frame_index`) and `labels`.
         """
         texts = self._as_text_list(text)
-        per_sample_images = self._per_sample(images, len(texts), "images", is_item=_looks_like_image)
-        per_sample_videos = self._per_sample(videos, len(texts), "videos", is_item=_looks_like_video)
-        per_sample_regions = self._per_sample(regions, len(texts), "regions", is_item=lambda x: isinstance(x, Mapping))
-        lite = self.variant == "lite"
+        per_sample = zip(
+            self._per_sample(images, len(texts), "images", is_item=_looks_like_image),
+            self._per_sample(videos, len(texts), "videos", is_item=_looks_like_video),
+            self._per_sample(regions, len(texts), "regions", is_item=lambda x: isinstance(x, Mapping)),
+            strict=True,
+        )
         min_pixels, max_pixels = self.crop_pixel_budget
         collector = RegionInputCollector(
-            settings=self.region_settings,
-            patch_size=self.patch_size,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
-            lite=lite,
+            self.region_settings, self.patch_size, min_pixels, max_pixels, lite=self.variant == "lite"
         )
+        samples = [self._collect_sample(index, *sample, collector) for index, sample in enumerate(per_sample)]
 
-        scene_images: list[np.ndarray] = []
-        scene_videos: list[VideoClip] = []
-        region_texts: list[list[str]] = []
-        for sample_index, (sample_images, sample_videos, sample_regions) in enumerate(
-            zip(per_sample_images, per_sample_videos, per_sample_regions, strict=True)
-        ):
-            loaded = [load_image(image, sample_index, i) for i, image in enumerate(sample_images)]
-            located = [region_parts(region, sample_index, i) for i, region in enumerate(sample_regions)]
-            clips = self._load_videos(sample_videos, located, sample_index)
-            if not lite:
-                scene_images.extend(loaded)
-                scene_videos.extend(clips)
-            texts_of_sample = []
-            crops_in_prompt = sum(len(parts) for _, _, parts in located)
-            for region_index, (source, index, parts) in enumerate(located):
-                frames = self._region_frames(source, index, parts, loaded, clips, sample_index, region_index)
-                counts = []
-                for (frame_number, part), frame in zip(parts, frames, strict=True):
-                    mask = region_to_mask(
-                        part, frame.shape[:2], sample_index, region_index, self.region_settings.point_size
-                    )
-                    frame_key = (sample_index, source, index, frame_number)
-                    counts.append(collector.add(mask, frame, frame_key, crops_in_prompt))
-                if lite and source == "video":
-                    timestamps = [clips[index].region_timestamps[number] for number, _ in parts]
-                    pieces = [
-                        f"Time {round(t, 1)}:" + self.region_token * n for t, n in zip(timestamps, counts, strict=True)
-                    ]
-                    texts_of_sample.append("[" + ",".join(pieces) + "]")
-                else:
-                    texts_of_sample.append("[" + self.region_token * counts[0] + "]")
-            region_texts.append(texts_of_sample)
+        data, image_texts, video_texts = self._scene_inputs(samples)
+        data.update(collector.features(self.image_processor))
+        expanded = self._expand_all(texts, samples, image_texts, video_texts)
+        data.update(self.tokenizer(expanded, padding=padding, return_tensors=return_tensors, **kwargs))
+        if return_labels:
+            data["labels"] = self.assistant_labels(data["input_ids"], data.get("attention_mask"))
+        return BatchFeature(data=data, tensor_type=return_tensors)
 
+    def _collect_sample(
+        self,
+        sample_index: int,
+        images: list[Any],
+        videos: list[Any],
+        regions: list[Any],
+        collector: RegionInputCollector,
+    ) -> _Sample:
+        """Load one sample's images and videos and add each of its regions to `collector`."""
+        loaded = [load_image(image, sample_index, i) for i, image in enumerate(images)]
+        located = [region_parts(region, sample_index, i) for i, region in enumerate(regions)]
+        clips = self._load_videos(videos, located, sample_index)
+        crops_in_prompt = sum(len(parts) for _, _, parts in located)
+        region_texts = []
+        for region_index, (source, index, parts) in enumerate(located):
+            frames = self._region_frames(source, index, parts, loaded, clips, sample_index, region_index)
+            counts = []
+            for (frame_number, part), frame in zip(parts, frames, strict=True):
+                mask = region_to_mask(
+                    part, frame.shape[:2], sample_index, region_index, self.region_settings.point_size
+                )
+                frame_key = (sample_index, source, index, frame_number)
+                counts.append(collector.add(mask, frame, frame_key, crops_in_prompt))
+            timestamps = None
+            if self.variant == "lite" and source == "video":
+                timestamps = [clips[index].region_timestamps[number] for number, _ in parts]
+            region_texts.append(self._region_text(counts, timestamps))
+        if self.variant == "lite":  # Lite reads no scene tokens: its images and videos only carry regions
+            return _Sample([], [], region_texts)
+        return _Sample(loaded, clips, region_texts)
+
+    def _region_text(self, counts: list[int], timestamps: list[float] | None) -> str:
+        """`[<REGION>...]` of one region; for a Lite video region one `Time t:<REGION>...` piece per masked frame."""
+        if timestamps is None:
+            return "[" + self.region_token * counts[0] + "]"
+        pieces = [f"Time {round(t, 1)}:" + self.region_token * n for t, n in zip(timestamps, counts, strict=True)]
+        return "[" + ",".join(pieces) + "]"
+
+    def _scene_inputs(self, samples: list[_Sample]) -> tuple[dict[str, Any], list[str], list[str]]:
+        """Scene inputs of the batch's images and videos, and each image's / video's placeholder text, in order."""
         data: dict[str, Any] = {}
         image_texts: list[str] = []
+        scene_images = [image for sample in samples for image in sample.scene_images]
         if scene_images:
             image_inputs = self.image_processor(
                 images=scene_images, merge_size=1, input_data_format="channels_last", return_tensors="pt"
@@ -300,33 +323,27 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
             counts = image_inputs["image_grid_thw"].prod(dim=1) // image_inputs["image_merge_sizes"] ** 2
             image_texts = [self.image_token * int(n) for n in counts]
         video_texts: list[str] = []
+        scene_videos = [clip for sample in samples for clip in sample.scene_videos]
         if scene_videos:
             video_inputs, video_texts = self._video_scene_inputs(scene_videos)
             data.update(video_inputs)
-        data.update(collector.features(self.image_processor))
+        return data, image_texts, video_texts
 
-        expanded = []
-        image_offset = video_offset = 0
-        for sample_index, prompt in enumerate(texts):
-            num_images = len(per_sample_images[sample_index]) if not lite else 0
-            num_videos = len(per_sample_videos[sample_index]) if not lite else 0
-            expanded.append(
-                self._expand_placeholders(
-                    prompt,
-                    image_texts[image_offset : image_offset + num_images],
-                    video_texts[video_offset : video_offset + num_videos],
-                    region_texts[sample_index],
-                    sample_index,
-                )
+    def _expand_all(
+        self, texts: list[str], samples: list[_Sample], image_texts: list[str], video_texts: list[str]
+    ) -> list[str]:
+        """Every prompt with its placeholders replaced by the token strings of its own images, videos and regions."""
+        image_texts_left, video_texts_left = iter(image_texts), iter(video_texts)
+        return [
+            self._expand_placeholders(
+                prompt,
+                [next(image_texts_left) for _ in sample.scene_images],
+                [next(video_texts_left) for _ in sample.scene_videos],
+                sample.region_texts,
+                sample_index,
             )
-            image_offset += num_images
-            video_offset += num_videos
-
-        text_inputs = self.tokenizer(expanded, padding=padding, return_tensors=return_tensors, **kwargs)
-        data.update(text_inputs)
-        if return_labels:
-            data["labels"] = self.assistant_labels(data["input_ids"], data.get("attention_mask"))
-        return BatchFeature(data=data, tensor_type=return_tensors)
+            for sample_index, (prompt, sample) in enumerate(zip(texts, samples, strict=True))
+        ]
 
     def _load_videos(
         self, videos: list[Any], located: list[tuple[str, int, list]], sample_index: int

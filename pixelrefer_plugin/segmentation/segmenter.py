@@ -323,24 +323,8 @@ class RegionSegmenter:
         clip = load_video(video, order, False, 1.0, 1, 0, video_index)
         pictures = [clip.region_frames[number] for number in order]
         size = pictures[0].shape[:2]
-        session = self._video_session(pictures)
         start = order.index(key_frame)
-        if is_prompt(part):
-            clicks = parse_clicks(part, size, 0, 0)
-            points = scale_points(torch.tensor(clicks.points), size, self.image_size)[None, None]
-            labels = torch.tensor(clicks.labels, dtype=torch.int32)[None, None]
-            session.obj_id_to_idx(1)
-            session.add_point_inputs(0, start, {"point_coords": points, "point_labels": labels})
-        else:
-            mask = region_to_mask(part, size, 0, 0)
-            session.obj_id_to_idx(1)
-            session.add_mask_inputs(0, start, mask_prompt(mask, self.image_size, self.device))
-        session.obj_with_new_inputs = [1]
-        model = self.video_model
-        outputs = {start: model(inference_session=session, frame_idx=start)}
-        for reverse in (False, True):
-            for output in model.propagate_in_video_iterator(session, start_frame_idx=start, reverse=reverse):
-                outputs.setdefault(output.frame_idx, output)
+        outputs = self._propagate_from(self._video_session(pictures), start, part, size)
         track: dict[int, dict[str, Any]] = {}
         for position, output in sorted(outputs.items()):
             mask = (upsample_mask_logits(output.pred_masks[:, 0], size)[0] > 0).cpu().numpy()
@@ -357,6 +341,26 @@ class RegionSegmenter:
             else:
                 logger.info("frame %d: the tracked object is not found (empty mask); left out", order[position])
         return {TRACK_KEY: track, "video": video_index}
+
+    def _propagate_from(self, session: Any, start: int, part: Mapping[str, Any], size: tuple[int, int]) -> dict:
+        """`Sam2VideoModel` outputs on every frame of `session`, by position: the prompt `part` (clicks, box or mask)
+        on frame `start`, then propagated forward and backward from it."""
+        session.obj_id_to_idx(1)
+        if is_prompt(part):
+            clicks = parse_clicks(part, size, 0, 0)
+            points = scale_points(torch.tensor(clicks.points), size, self.image_size)[None, None]
+            labels = torch.tensor(clicks.labels, dtype=torch.int32)[None, None]
+            session.add_point_inputs(0, start, {"point_coords": points, "point_labels": labels})
+        else:
+            mask = region_to_mask(part, size, 0, 0)
+            session.add_mask_inputs(0, start, mask_prompt(mask, self.image_size, self.device))
+        session.obj_with_new_inputs = [1]
+        model = self.video_model
+        outputs = {start: model(inference_session=session, frame_idx=start)}
+        for reverse in (False, True):
+            for output in model.propagate_in_video_iterator(session, start_frame_idx=start, reverse=reverse):
+                outputs.setdefault(output.frame_idx, output)
+        return outputs
 
     def _track_frames(self, video: Any, key_frame: int, frames: Sequence[int] | None, max_frames: int) -> list[int]:
         """The sorted frame numbers to track through: `frames` (default: the video's own) thinned to `max_frames`,

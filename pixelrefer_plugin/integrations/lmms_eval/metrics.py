@@ -189,6 +189,23 @@ def _clean_caption(text: str, max_words: int | None = None) -> str:
     return " ".join(words if max_words is None else words[:max_words])
 
 
+def _check_caption_inputs(
+    predictions: dict[str, str], references: dict[str, list[str]], max_words: int | None
+) -> None:
+    """The same non-empty ids on both sides, non-empty reference lists, `max_words` >= 1 or None."""
+    if set(predictions) != set(references):
+        missing = sorted(set(references) - set(predictions))[:5]
+        extra = sorted(set(predictions) - set(references))[:5]
+        raise ValueError(f"prediction / reference ids differ (missing predictions {missing}, unknown ids {extra})")
+    if not predictions:
+        raise ValueError("caption_scores() needs at least one item")
+    if max_words is not None and max_words < 1:
+        raise ValueError(f"max_words must be >= 1 or None, got {max_words}")
+    for key, refs in references.items():
+        if isinstance(refs, str) or not refs or not all(_clean_caption(r) for r in refs):
+            raise ValueError(f"references[{key!r}] must be a non-empty list of non-empty strings")
+
+
 def caption_scores(
     predictions: dict[str, str],
     references: dict[str, list[str]],
@@ -209,17 +226,7 @@ def caption_scores(
     The tokenizer and METEOR run Java (``java`` must be on PATH); the METEOR process is started once and reused
     until the Python process exits.
     """
-    if set(predictions) != set(references):
-        missing = sorted(set(references) - set(predictions))[:5]
-        extra = sorted(set(predictions) - set(references))[:5]
-        raise ValueError(f"prediction / reference ids differ (missing predictions {missing}, unknown ids {extra})")
-    if not predictions:
-        raise ValueError("caption_scores() needs at least one item")
-    if max_words is not None and max_words < 1:
-        raise ValueError(f"max_words must be >= 1 or None, got {max_words}")
-    for key, refs in references.items():
-        if isinstance(refs, str) or not refs or not all(_clean_caption(r) for r in refs):
-            raise ValueError(f"references[{key!r}] must be a non-empty list of non-empty strings")
+    _check_caption_inputs(predictions, references, max_words)
     try:
         from pycocoevalcap.bleu.bleu import Bleu
         from pycocoevalcap.cider.cider import Cider
@@ -229,7 +236,6 @@ def caption_scores(
         raise ImportError(
             "caption metrics need pycocoevalcap (and Java): pip install pycocoevalcap (lmms-eval installs it)"
         ) from exc
-
     if shutil.which("java") is None:
         raise RuntimeError(
             "caption metrics run Java (the PTB tokenizer and METEOR of pycocoevalcap), and no `java` is on PATH: "
