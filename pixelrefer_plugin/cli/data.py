@@ -32,6 +32,17 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help="the model the data is for (lite: objects may span several video frames)",
     )
     validate.add_argument(
+        "--segmenter",
+        metavar="DIR_OR_ID",
+        help="SAM 2 folder, hub id or preset (sam2.1-hiera-tiny ...) that turns point / box annotations into masks, "
+        "as data.segmenter in a recipe; the masks are made once and cached for training",
+    )
+    validate.add_argument(
+        "--mask-cache",
+        metavar="DIR",
+        help="folder of the masks made from point / box annotations (default ~/.cache/pixelrefer/segmenter-masks)",
+    )
+    validate.add_argument(
         "--skip-invalid",
         action="store_true",
         help="exit 0 when at least one record is usable, as training with skip_invalid: true would (it drops the "
@@ -46,10 +57,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.root).is_dir():
         raise FlagError("--root", args.root, "no such folder; expected the folder the records' paths are relative to")
+    if args.mask_cache is not None and args.segmenter is None:
+        raise FlagError("--mask-cache", args.mask_cache, "goes with --segmenter (the segmenter whose masks it caches)")
     records = load_records(args.file)
     if not records:
         raise DataFileError(args.file, "holds no record; expected at least one")
-    problems = validate_records(records, args.root, variant=args.variant)
+    problems = validate_records(
+        records, args.root, variant=args.variant, segmenter=args.segmenter, mask_cache=args.mask_cache
+    )
     for problem in problems:
         print(problem)
     bad = len({problem.index for problem in problems})

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 RECIPE_KEYS = ("model", "data", "lora", "learning_rates", "training")
-DATA_KEYS = ("train", "root", "skip_invalid", "synthetic")
+DATA_KEYS = ("train", "root", "skip_invalid", "synthetic", "segmenter", "mask_cache")
 LORA_KEYS = ("enabled", "r", "alpha", "dropout", "target_modules", "modules_to_save", "train_vision_encoder")
 LEARNING_RATE_KEYS = ("default", "object_tokenizer", "object_infusion", "projector", "region_token")
 # Keys of `training` that are not `TrainingArguments` fields.
@@ -46,9 +46,10 @@ class Recipe:
 
     Attributes:
         model: a registry preset name (built with random weights, e.g. `pixelrefer-tiny`) or a checkpoint directory.
-        data: `train` (JSON / JSONL file), `root` (folder the record paths are relative to), `skip_invalid`; or
-            `synthetic` (`num_records`, `seed`, `size`, `objects`, `kinds`, `video_fraction`) to generate a small
-            dataset of coloured shapes in the output folder.
+        data: `train` (JSON / JSONL file), `root` (folder the record paths are relative to), `skip_invalid`,
+            `segmenter` (SAM 2 folder, hub id or preset that turns point / box annotations into masks) and
+            `mask_cache` (where those masks are cached); or `synthetic` (`num_records`, `seed`, `size`, `objects`,
+            `kinds`, `video_fraction`) to generate a small dataset of coloured shapes in the output folder.
         lora: `r`, `alpha`, `dropout`; `enabled: false` trains every language-model weight instead (only sensible for a
             random-init preset; `train_vision_encoder: true` trains the vision encoder too); `modules_to_save`
             overrides the fully trained modules.
@@ -145,12 +146,7 @@ def validate_recipe(recipe: Recipe) -> None:
 
     path = recipe.path
     data, lora, training = recipe.data, recipe.lora, recipe.training
-    _check_keys(path, "data", data, DATA_KEYS)
-    if "train" not in data and "synthetic" not in data:
-        raise RecipeError(path, "data", "needs 'train' (a JSON / JSONL file) or 'synthetic'")
-    _check_values(path, "data", data, {"train": _path, "root": _path, "skip_invalid": _boolean})
-    if data.get("synthetic") is not None and not isinstance(data["synthetic"], Mapping):
-        raise RecipeError(path, "data.synthetic", f"expected a mapping of options, got {data['synthetic']!r:.60}")
+    _validate_data(path, data)
 
     _check_keys(path, "lora", lora, LORA_KEYS)
     _check_values(
@@ -202,6 +198,33 @@ def validate_recipe(recipe: Recipe) -> None:
         raise RecipeError(
             path, "training.max_steps", f"got {max_steps!r}; expected a positive number of steps (or -1)"
         )
+
+
+def _validate_data(path: Path | None, data: dict[str, Any]) -> None:
+    """The `data` section: known keys, a data file or synthetic data, and the types of the values."""
+    _check_keys(path, "data", data, DATA_KEYS)
+    if "train" not in data and "synthetic" not in data:
+        raise RecipeError(path, "data", "needs 'train' (a JSON / JSONL file) or 'synthetic'")
+    checks = {"train": _path, "root": _path, "skip_invalid": _boolean, "segmenter": _segmenter, "mask_cache": _path}
+    _check_values(path, "data", data, checks)
+    if data.get("synthetic") is not None and not isinstance(data["synthetic"], Mapping):
+        raise RecipeError(path, "data.synthetic", f"expected a mapping of options, got {data['synthetic']!r:.60}")
+    if data.get("mask_cache") is not None and data.get("segmenter") is None:
+        raise RecipeError(path, "data.mask_cache", "is set without data.segmenter; expected the segmenter it caches")
+
+
+def segmenter_arguments(recipe: Recipe) -> dict[str, Any]:
+    """`segmenter` and `mask_cache` for `RegionConversationDataset` from the `data` section (folders resolved against
+    the recipe's folder; a segmenter that is not a folder there is a hub id or a preset name)."""
+    data = recipe.data
+    if data.get("segmenter") is None:
+        return {}
+    folder = recipe.resolve(data["segmenter"])
+    cache = data.get("mask_cache")
+    return {
+        "segmenter": str(folder) if folder.is_dir() else data["segmenter"],
+        "mask_cache": None if cache is None else recipe.resolve(cache),
+    }
 
 
 def _training_fields(arguments: type) -> list[Any]:
@@ -298,6 +321,11 @@ def _text(value: Any) -> str | None:
 
 def _path(value: Any) -> str | None:
     return None if isinstance(value, str) and value else "a path (a non-empty string)"
+
+
+def _segmenter(value: Any) -> str | None:
+    ok = isinstance(value, str) and bool(value)
+    return None if ok else "a SAM 2 checkpoint folder, hub id or segmenter preset name (a non-empty string)"
 
 
 def _names(value: Any) -> str | None:
