@@ -47,8 +47,8 @@ import numpy as np
 import torch
 from common import add_common_arguments, median_seconds, synchronize
 
-from pixelrefer_plugin.demo.scenes import make_scene
 from pixelrefer_plugin.presets import build_model_and_processor
+from pixelrefer_plugin.synthetic import make_scene
 
 logger = logging.getLogger("benchmarks.full_vs_lite")
 

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from common import add_common_arguments
 
-from pixelrefer_plugin.demo.scenes import SceneObject, make_scene
 from pixelrefer_plugin.presets import build_model_and_processor
+from pixelrefer_plugin.synthetic import SceneObject, make_scene
 
 logger = logging.getLogger("benchmarks.generate")
 

@@ -25,16 +25,16 @@ _LAZY_ATTRIBUTES = {
     "PixelReferModel": "modeling_pixelrefer",
     "PixelReferPreTrainedModel": "modeling_pixelrefer",
     "PixelReferProcessor": "processing_pixelrefer",
-    "ImageInputError": "regions",
-    "PixelReferInputError": "regions",
-    "RegionInputError": "regions",
+    "ImageInputError": "errors",
+    "PixelReferInputError": "errors",
+    "RegionInputError": "errors",
 }
 
 if TYPE_CHECKING:
     from .configuration_pixelrefer import PixelReferConfig
+    from .errors import ImageInputError, PixelReferInputError, RegionInputError
     from .modeling_pixelrefer import PixelReferForConditionalGeneration, PixelReferModel, PixelReferPreTrainedModel
     from .processing_pixelrefer import PixelReferProcessor
-    from .regions import ImageInputError, PixelReferInputError, RegionInputError
 
 
 def __getattr__(name: str) -> Any:

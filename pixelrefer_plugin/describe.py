@@ -14,32 +14,27 @@ answer = describe(model, processor, "clip.mp4", {"point": [200, 150], "frame": 1
 ```
 
 A region with a `frame` (or, for PixelRefer-Lite, `frames`) key lies on a video; any other region on an image.
-Errors are [`PixelReferInputError`]s whose `argument` says which input is wrong: `"model"`, `"device"`, `"dtype"`,
-`"question"`, or the processor's `"images"`, `"videos"`, `"regions"`, `"text"`.
+`load_model` / `load_processor` wrap [`pixelrefer_plugin.loading`]'s; the device and dtype follow
+[`pixelrefer_plugin.runtime`]'s policy (an unavailable `device` is an error). Errors are [`PixelReferInputError`]s
+whose `argument` says which input is wrong: `"model"`, `"device"`, `"dtype"`, `"question"`, or the processor's
+`"images"`, `"videos"`, `"regions"`, `"text"`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.feature_extraction_utils import BatchFeature
 
-from .configuration_pixelrefer import RELEASED_MODEL_TYPES, PixelReferConfig
+from . import loading
+from .errors import PixelReferInputError
 from .prompts import DLC_BENCH, VIDEOREFER_BENCH_D
-from .regions import TRACK_KEY, PixelReferInputError
-from .runtime import preferred_attn_implementation, preferred_dtype
-
-logger = logging.getLogger(__name__)
-
-REGION_PLACEHOLDER = "<region>"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# model_type of the released checkpoints before `pixelrefer convert`
+from .region_masks import TRACK_KEY
+from .runtime import REGION_PLACEHOLDER, resolve_device, resolve_dtype
 
 
 def default_question(variant: str, on_video: bool) -> str:
@@ -59,103 +54,29 @@ def check_question(question: str) -> str:
     return question
 
 
-def check_checkpoint(path: str | Path) -> str | Path:
-    """What `from_pretrained` should read for `path`: a PixelRefer checkpoint folder (converted or released), or the
-    hub id of a preset name (`"pixelrefer-7b"`) with no folder of that name; else a [`PixelReferInputError`] that says
-    what to do (offline with nothing cached: the download and convert commands)."""
-    folder = Path(path)
-    if not folder.exists():
-        from .presets import list_presets
-        from .presets.hub import HubUnavailableError, resolve_pretrained
-
-        if str(path) not in list_presets():
-            raise PixelReferInputError("model", "no such folder")
-        try:
-            resolved = resolve_pretrained(str(path))
-        except HubUnavailableError as error:
-            raise PixelReferInputError("model", str(error)) from None
-        if resolved == str(path):  # a preset without released weights
-            hint = f"{str(path)!r} is a preset name: write its checkpoint with `pixelrefer build {path} --out DIR`"
-            raise PixelReferInputError("model", f"no such folder; {hint}")
-        return resolved
-    if not folder.is_dir():
-        raise PixelReferInputError("model", "is a file; expected a checkpoint folder")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        hint = ""
-        if (folder / "adapter_config.json").is_file():
-            hint = "; it holds a LoRA adapter: merge it into a checkpoint with `pixelrefer merge ADAPTER --out DIR`"
-        raise PixelReferInputError("model", f"has no config.json; expected a PixelRefer checkpoint folder{hint}")
-    try:
-        model_type = json.loads(config_file.read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError) as error:
-        raise PixelReferInputError("model", f"cannot read its config.json ({error})") from None
-    if model_type != PixelReferConfig.model_type and model_type not in RELEASED_MODEL_TYPES:
-        raise PixelReferInputError(
-            "model",
-            f"holds a {model_type!r} checkpoint; expected a PixelRefer one (model_type "
-            f"{PixelReferConfig.model_type!r}, written by `pixelrefer build`, `convert` or `merge`, or a released "
-            f"{' / '.join(sorted(RELEASED_MODEL_TYPES))} checkpoint)",
-        )
-    return folder
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, or CUDA when available and the CPU otherwise."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, ValueError) as error:
-        raise PixelReferInputError("device", f"{str(device)!r} is not a device name ({error})") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise PixelReferInputError("device", f"{str(device)!r} asks for CUDA, which is not available; use 'cpu'")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise PixelReferInputError(
-                "device", f"{str(device)!r} asks for GPU {device.index}; there are {torch.cuda.device_count()} GPU(s)"
-            )
-    return device
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """`"auto"` / None: bfloat16 on a CUDA device that supports it, float32 elsewhere; or the named dtype."""
-    if dtype is None or dtype == "auto":
-        return preferred_dtype(device)
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise PixelReferInputError("dtype", f"{dtype!r}; expected one of 'auto', {', '.join(map(repr, DTYPES))}")
-    if dtype == "float16" and device.type == "cpu":
-        logger.warning("float16 on the CPU is slow and some operations may not support it; float32 is safer")
-    return DTYPES[dtype]
-
-
 def load_processor(path: str | Path) -> Any:
-    """The [`PixelReferProcessor`] of a checkpoint folder or preset name (see `check_checkpoint`)."""
-    folder = check_checkpoint(path)
-    try:
-        return AutoProcessor.from_pretrained(str(folder), trust_remote_code=True)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise PixelReferInputError("model", f"cannot load its processor ({error})") from None
+    """[`loading.load_processor`]; every failure a [`PixelReferInputError`] (argument `model`)."""
+    with _model_errors():
+        return loading.load_processor(path)
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):
-    """The model of a checkpoint folder or preset name, in eval mode on `device` (default: CUDA if available) in
-    `dtype`."""
-    folder = check_checkpoint(path)
-    device = resolve_device(device)
-    dtype = resolve_dtype(dtype, device)
-    attn = preferred_attn_implementation(device)
-    logger.info("loading %s on %s (%s, %s)", folder, device, str(dtype).removeprefix("torch."), attn)
-    kwargs: dict[str, Any] = {"trust_remote_code": True, "dtype": dtype, "attn_implementation": attn}
-    if device.type != "cpu":
-        kwargs["device_map"] = {"": str(device)}
+    """[`loading.load_model`] in eval mode on `device` (default: the best available) in `dtype`; every failure a
+    [`PixelReferInputError`] (argument `model`, `device` or `dtype`)."""
+    with _model_errors():
+        return loading.load_model(path, device, dtype)
+
+
+@contextmanager
+def _model_errors() -> Iterator[None]:
+    """A preset's released weights that cannot be reached offline are a `model` input error here (the message gives
+    the download and convert commands)."""
+    from .presets.hub import HubUnavailableError
+
     try:
-        model = AutoModelForImageTextToText.from_pretrained(str(folder), **kwargs)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise PixelReferInputError("model", f"cannot load its weights ({error})") from None
-    return model.eval()
+        yield
+    except HubUnavailableError as error:
+        raise PixelReferInputError("model", str(error)) from None
 
 
 def region_on_video(region: Mapping[str, Any]) -> bool:
@@ -232,7 +153,6 @@ def describe(
 
 
 __all__ = [
-    "check_checkpoint",
     "check_question",
     "default_question",
     "describe",

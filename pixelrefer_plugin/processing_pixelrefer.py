@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -14,12 +13,12 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .configuration_pixelrefer import LOADING_HOOKS, resolve_pretrained_name
+from .errors import PixelReferInputError, RegionInputError
+from .image_loading import load_image
 from .region_inputs import RegionInputCollector
+from .region_masks import region_parts, region_to_mask
 from .region_settings import VARIANTS, RegionSettingAttributes, RegionSettings, pop_region_settings
-from .regions import PixelReferInputError, RegionInputError, load_image, region_parts, region_to_mask
 from .video_decoding import VideoClip, compression_mask, load_video
-
-logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 
@@ -236,7 +235,7 @@ class PixelReferProcessor(RegionSettingAttributes, ProcessorMixin):
             images: one entry per prompt (an image, a list of images, or None); with a single prompt, an image or a
                 list of images. An image is a PIL image, a path, an `(H, W, 3)` array or tensor.
             text: a prompt or a list of prompts with `<image>`, `<video>` and `<region>` placeholders.
-            regions: one list of region dicts per prompt (see `regions.py`); with a single prompt, the list of its
+            regions: one list of region dicts per prompt (see `region_masks.py`); with a single prompt, the list of its
                 region dicts.
             videos: one entry per prompt (a video, a list of videos, or None). A video is a file path or a dict
                 `{"frames": [...], "timestamps": [...], "frame_indices": [...] (optional)}`.

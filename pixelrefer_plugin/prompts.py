@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .runtime import check_variant
+
 
 @dataclass(frozen=True)
 class BenchmarkPrompt:
@@ -20,8 +22,8 @@ class BenchmarkPrompt:
     lite: str | None = None
 
     def for_variant(self, variant: str) -> str:
-        if variant not in ("full", "lite"):
-            raise ValueError(f"variant must be 'full' or 'lite', got {variant!r}")
+        """The prompt's text for `variant` (`"full"` or `"lite"`)."""
+        check_variant(variant)
         return self.lite if variant == "lite" and self.lite is not None else self.full
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .errors import VideoInputError
-from .regions import load_image
+from .image_loading import load_image
 
 
 @dataclass

@@ -51,7 +51,8 @@ def draw_regions(
     """
     from PIL import Image, ImageDraw
 
-    from .regions import load_image, region_to_mask
+    from .image_loading import load_image
+    from .region_masks import region_to_mask
 
     pixels = load_image(image).copy()
     height, width_px = pixels.shape[:2]

@@ -1,23 +1,13 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-import importlib.util
+"""Fixtures shared by the tests; helpers the tests import are in `helpers.py`."""
 
 import numpy as np
 import pytest
 import torch
+from helpers import load_task_module
 
-from pixelrefer_plugin.demo.scenes import make_scene
 from pixelrefer_plugin.presets import build_model_and_processor
-
-# A one-layer Qwen2 text config small enough to build configs and object tokenizers in milliseconds.
-TINY_TEXT_CONFIG = {
-    "model_type": "qwen2",
-    "hidden_size": 32,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "intermediate_size": 64,
-    "vocab_size": 100,
-}
+from pixelrefer_plugin.synthetic import make_scene
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +37,6 @@ def scenes():
     ]
 
 
-def user_prompt(processor, text: str, image: bool = True) -> str:
-    content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": text}]
-    return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-
-
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
@@ -71,7 +56,4 @@ def task_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def task_utils(task_dir):
     """The task folder's `utils.py`, loaded from there as lmms-eval loads it."""
-    spec = importlib.util.spec_from_file_location("pixelrefer_task_utils", task_dir / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_task_module(task_dir, "utils")

@@ -22,15 +22,20 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import user_prompt
+from helpers import user_prompt
 from video_fixtures import moving_square, video_prompt, write_video
 
 from pixelrefer_plugin.checkpoint_folders import OutputFolderError, UnsafeWeightsError
 from pixelrefer_plugin.cli import main
 from pixelrefer_plugin.conversion.released import ConversionError, convert_released_checkpoint
-from pixelrefer_plugin.errors import ImageInputError, ModelInputError, PixelReferInputError, VideoInputError
+from pixelrefer_plugin.errors import (
+    ImageInputError,
+    ModelInputError,
+    PixelReferInputError,
+    RegionInputError,
+    VideoInputError,
+)
 from pixelrefer_plugin.presets import build_preset
-from pixelrefer_plugin.regions import RegionInputError
 from pixelrefer_plugin.testing.released_layout import write_released_checkpoint
 from pixelrefer_plugin.training.data import (
     DataFileError,

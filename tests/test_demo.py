@@ -11,17 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelrefer_plugin.demo.scenes import COLOURS
-from pixelrefer_plugin.demo.synthetic import (
-    HELD_OUT_SEED,
-    MIN_AREA_RATIO,
-    generate_samples,
-    held_out_samples,
-    make_clip,
-    write_held_out_documents,
-)
 from pixelrefer_plugin.demo.trained import COMPLETE, RESULTS, ROWS, DemoResult, default_demo_dir, train_demo_model
+from pixelrefer_plugin.integrations.lmms_eval.fixtures import write_held_out_documents
 from pixelrefer_plugin.integrations.lmms_eval.tasks.synthetic_utils import first_word, process_results
+from pixelrefer_plugin.synthetic import COLOURS, HELD_OUT_SEED, generate_samples, held_out_samples, make_clip
+from pixelrefer_plugin.synthetic.questions import MIN_AREA_RATIO
 from pixelrefer_plugin.training.data import RegionConversationDataset
 from pixelrefer_plugin.training.synthetic import write_synthetic_dataset
 

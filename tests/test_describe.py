@@ -18,10 +18,10 @@ from video_fixtures import moving_square, write_video
 
 from pixelrefer_plugin import PixelReferForConditionalGeneration, PixelReferInputError
 from pixelrefer_plugin.cli import main
-from pixelrefer_plugin.demo.scenes import make_scene
 from pixelrefer_plugin.describe import default_question, describe, load_model, load_processor
 from pixelrefer_plugin.presets import build_preset
 from pixelrefer_plugin.prompts import DLC_BENCH, VIDEOREFER_BENCH_D
+from pixelrefer_plugin.synthetic import make_scene
 from pixelrefer_plugin.testing.released_layout import write_released_checkpoint
 from pixelrefer_plugin.visualize import COLOURS, region_outline
 
@@ -295,7 +295,7 @@ def test_bad_model_folders_exit_2_naming_model(files, capsys, tmp_path, monkeypa
     code, _, err = run_cli(capsys, "--model", files["folder"] / "not-a-checkpoint", *region)
     assert code == 2 and "--model" in err and "has no config.json" in err
     code, _, err = run_cli(capsys, "--model", "missing-folder", *region)
-    assert code == 2 and "--model 'missing-folder': no such folder" in err
+    assert code == 2 and "--model 'missing-folder': is no folder here; expected a checkpoint folder" in err
     code, _, err = run_cli(capsys, "--model", "pixelrefer-tiny", *region)
     assert code == 2 and "is a preset name" in err and "pixelrefer build pixelrefer-tiny --out DIR" in err
 

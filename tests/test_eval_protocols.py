@@ -13,15 +13,14 @@ styles found in the public judges' outputs) through the task hooks, with the pai
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from fake_judge import FakeJudgeServer
+from helpers import load_task_module
 
 from pixelrefer_plugin.integrations.lmms_eval import protocols
 
@@ -209,13 +208,6 @@ def test_dlc_means_average_per_object() -> None:
 
 
 # --- replay through the task hooks, the judge faked ---------------------------------------------------------------
-def hooks(task_dir: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"replay_{name}", task_dir / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def replay_judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeJudgeServer, dict[str, str]]]:
     """A fake judge answering each prompt from `replies` (prompt -> reply), set up through the environment."""
@@ -234,7 +226,7 @@ def replay_judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeJudgeSer
 
 def test_dlc_replay_through_the_hooks(task_dir: Path, replay_judge) -> None:
     server, replies = replay_judge
-    dlc_utils, judged_utils = hooks(task_dir, "dlc_utils"), hooks(task_dir, "judged_utils")
+    dlc_utils, judged_utils = load_task_module(task_dir, "dlc_utils"), load_task_module(task_dir, "judged_utils")
     entries = []
     for index, (questions, recorded) in enumerate(DLC_OBJECTS):
         description = f"Description of object {index}."
@@ -258,7 +250,7 @@ def test_dlc_replay_through_the_hooks(task_dir: Path, replay_judge) -> None:
 
 def test_videorefer_d_replay_through_the_hooks(task_dir: Path, replay_judge) -> None:
     server, replies = replay_judge
-    judged_utils = hooks(task_dir, "judged_utils")
+    judged_utils = load_task_module(task_dir, "judged_utils")
     entries = []
     for index, recorded in enumerate(D_REPLIES):
         doc = {"id": str(index), "answer": f"Reference {index}."}

@@ -16,7 +16,7 @@ import pytest
 import tomllib
 import torch
 import transformers
-from conftest import user_prompt
+from helpers import user_prompt
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version

@@ -148,7 +148,7 @@ def test_non_pixelrefer_checkpoint_is_refused(tmp_path, checkpoints):
     Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1).save_pretrained(
         tmp_path
     )
-    with pytest.raises(ValueError, match=r"'qwen2' checkpoint; this builder only loads PixelRefer checkpoints"):
+    with pytest.raises(ValueError, match=r"model: .* holds a 'qwen2' checkpoint; expected a PixelRefer one"):
         load_pretrained_model(tmp_path, None, "llava-v1.5-7b")
     with pytest.raises(ValueError, match=r"adapter_config\.json"):
         load_pretrained_model(checkpoints["lite"], checkpoints["full"], "pixelrefer-lora")

@@ -12,7 +12,7 @@ import pytest
 from tiny_llava import build_tiny_llava
 from video_fixtures import moving_square, read_all_frames, write_video
 
-from pixelrefer_plugin.training.synthetic import encode_rle
+from pixelrefer_plugin.synthetic import encode_rle
 from pixelrefer_plugin.visualize import COLOURS, draw_regions, region_outline
 
 IMAGE_TASK = "pixelrefer_lvis_fixture"

@@ -10,7 +10,6 @@ canned replies.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -20,6 +19,7 @@ from types import ModuleType
 
 import pytest
 from fake_judge import FakeJudgeServer
+from helpers import load_task_module
 
 from pixelrefer_plugin.integrations.lmms_eval.judge import JudgeNotConfiguredError
 
@@ -95,10 +95,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def dlc_utils(task_dir: Path) -> ModuleType:
     """The materialised hook module, loaded by file path as lmms-eval does."""
-    spec = importlib.util.spec_from_file_location("pixelrefer_dlc_utils", task_dir / "dlc_utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_task_module(task_dir, "dlc_utils")
 
 
 @pytest.fixture

@@ -17,13 +17,14 @@ from PIL import Image
 from random_checkpoints import build_checkpoint
 from video_fixtures import moving_square, write_video
 
-from pixelrefer_plugin.demo.scenes import make_scene
+from pixelrefer_plugin.errors import PixelReferInputError
 from pixelrefer_plugin.integrations.lmms_eval.documents import (
     DocumentError,
     document_inputs,
     prompt_content,
     scene_prompt,
 )
+from pixelrefer_plugin.synthetic import make_scene
 
 lmms_eval = pytest.importorskip("lmms_eval")
 
@@ -546,3 +547,60 @@ def test_cli_writes_results(checkpoints, task_dir, tmp_path):
     assert result_files, completed.stdout[-3000:] + completed.stderr[-3000:]
     results = json.loads(result_files[-1].read_text())
     assert "region_em,none" in results["results"][GEN_TASK]
+
+
+# --- segmenter=: point / box regions become SAM 2 masks --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sam2_folder(tmp_path_factory):
+    from tiny_sam2 import tiny_sam2_folder
+
+    return tiny_sam2_folder(tmp_path_factory.mktemp("lmms_eval_sam2"))
+
+
+def _rle_region(region):
+    """A SAM 2 mask region as a mask-annotated benchmark stores it: RLE in JSON."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(region["mask"].astype(np.uint8)))
+    return {"rle": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()}}
+
+
+def test_segmenter_turns_boxes_and_points_into_sam2_masks(checkpoints, wrappers, documents, sam2_folder):
+    from pixelrefer_plugin.segmentation import RegionSegmenter
+
+    segmenting = PixelReferSimple(pretrained=str(checkpoints["full"]), device="cpu", segmenter=str(sam2_folder))
+    # the box-only multiple-choice documents and a point + RLE one
+    docs = [*documents["mc"], documents["gen"][2]]
+    requests = [
+        instance("loglikelihood", ("", f" {option}", None, i, "t", "test"), doc_id=i)
+        for i in range(len(docs))
+        for option in OPTIONS
+    ]
+    segmenting.task_dict = {"t": {"test": docs}}
+    scores = [logprob for logprob, _ in segmenting.loglikelihood(requests)]
+
+    # reference: the same segmenter run on its own, its masks written into the documents as RLE
+    segmenter = RegionSegmenter.from_pretrained(str(sam2_folder), device="cpu")
+    masked_docs, made = [], 0
+    for doc in docs:
+        regions = segmenter.to_masks([document_inputs(doc, "full").regions], images=[[doc["image"]]])[0]
+        made += sum("mask" in region for region in regions)
+        masked_docs.append({**doc, "regions": [_rle_region(r) if "mask" in r else r for r in regions]})
+    assert made == len(documents["mc"]) + 1  # every box and the point; the RLE region passes through
+    plain = wrappers["full"]
+    plain.task_dict = {"t": {"test": masked_docs}}
+    expected = [logprob for logprob, _ in plain.loglikelihood(requests)]
+    plain.task_dict = {"t": {"test": docs}}
+    unsegmented = [logprob for logprob, _ in plain.loglikelihood(requests)]
+
+    assert scores == pytest.approx(expected, abs=1e-4)
+    assert max(abs(a - b) for a, b in zip(scores, unsegmented, strict=True)) > 1e-3  # boxes are not their masks
+
+
+def test_segmenter_runs_through_simple_evaluate_and_names_a_missing_checkpoint(checkpoints, task_dir, sam2_folder):
+    model = PixelReferSimple(pretrained=str(checkpoints["full"]), device="cpu", segmenter=str(sam2_folder))
+    result = evaluate(model, [MC_TASK], task_dir)
+    assert 0.0 <= result["results"][MC_TASK]["acc,none"] <= 1.0
+    assert all(len(sample["resps"]) == len(OPTIONS) for sample in result["samples"][MC_TASK])
+    with pytest.raises(PixelReferInputError, match=r"^segmenter: "):
+        PixelReferSimple(pretrained=str(checkpoints["full"]), device="cpu", segmenter=str(task_dir / "no-sam2"))

@@ -15,7 +15,7 @@ from pixelrefer_plugin.integrations.lmms_eval.documents import DocumentError, do
 from pixelrefer_plugin.integrations.lmms_eval.judge import JudgeNotConfiguredError
 from pixelrefer_plugin.presets import build_model_and_processor
 from pixelrefer_plugin.prompts import HC_STVG, LVIS, PACO, VG, VIDEOREFER_BENCH_D, videorefer_bench_q_prompt
-from pixelrefer_plugin.training.synthetic import encode_rle
+from pixelrefer_plugin.synthetic import encode_rle
 
 TASKS = Path(__file__).resolve().parents[1] / "pixelrefer_plugin" / "integrations" / "lmms_eval" / "tasks"
 REAL_TASKS = {

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from pixelrefer_plugin.cli import main as cli_main
+from pixelrefer_plugin.image_loading import load_image
 from pixelrefer_plugin.integrations.lmms_eval.task_dir import tasks_path
 from pixelrefer_plugin.presets import build_model_and_processor
-from pixelrefer_plugin.regions import load_image
 
 FIXTURE_TASKS = ("pixelrefer_lvis_fixture", "pixelrefer_vg_fixture", "pixelrefer_videorefer_q_fixture")
 

@@ -6,7 +6,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import user_prompt
+from helpers import user_prompt
 
 
 @pytest.fixture(scope="module")

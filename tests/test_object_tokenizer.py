@@ -3,7 +3,7 @@
 
 import pytest
 import torch
-from conftest import TINY_TEXT_CONFIG
+from helpers import TINY_TEXT_CONFIG
 
 from pixelrefer_plugin.configuration_pixelrefer import PixelReferConfig
 from pixelrefer_plugin.object_tokenizer import PixelReferObjectTokenizer, batched_kmeans, strided_kmeans_init

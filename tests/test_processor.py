@@ -4,11 +4,11 @@
 import numpy as np
 import pytest
 import torch
-from conftest import user_prompt
+from helpers import user_prompt
 
 from pixelrefer_plugin import PixelReferInputError, RegionInputError
 from pixelrefer_plugin.region_geometry import plan_region_crop, region_grid_mask
-from pixelrefer_plugin.regions import region_to_mask
+from pixelrefer_plugin.region_masks import region_to_mask
 
 
 def test_chat_template_is_qwen_format_without_system_prompt(tiny_processor):

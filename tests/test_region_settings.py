@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_TEXT_CONFIG
+from helpers import TINY_TEXT_CONFIG
 from transformers import AutoConfig, AutoProcessor
 
 from pixelrefer_plugin import PixelReferConfig, PixelReferProcessor

@@ -8,7 +8,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from pixelrefer_plugin import ImageInputError, PixelReferInputError, RegionInputError
-from pixelrefer_plugin.regions import load_image, region_to_mask
+from pixelrefer_plugin.image_loading import load_image
+from pixelrefer_plugin.region_masks import region_to_mask
 
 SIZE = (60, 80)  # H, W
 
@@ -50,7 +51,7 @@ def test_rle_compressed_and_uncompressed():
 
 
 def test_compressed_counts_decoder_agrees_with_pycocotools():
-    from pixelrefer_plugin.regions import compressed_rle_counts
+    from pixelrefer_plugin.region_masks import compressed_rle_counts
 
     rng = np.random.default_rng(0)
     for _ in range(20):

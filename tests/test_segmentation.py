@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import user_prompt
+from helpers import user_prompt
 from tiny_sam2 import TINY_IMAGE_SIZE, tiny_sam2_folder
 
 from pixelrefer_plugin.errors import RegionInputError

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import user_prompt
+from helpers import user_prompt
 from video_fixtures import RED, moving_square, read_all_frames, video_prompt, write_video
 
 from pixelrefer_plugin import PixelReferInputError, RegionInputError, video_decoding

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from video_fixtures import moving_square, write_video
 
-from pixelrefer_plugin.demo.scenes import make_scene
+from pixelrefer_plugin.synthetic import make_scene
 from pixelrefer_plugin.visualize import COLOURS, describe_marks, draw_regions, region_outline, video_frame
 
 

@@ -26,8 +26,8 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..conversion import build_released
     from ..presets import build_preset, load_preset
-    from ..presets.hub import build_released
     from ..segmentation import SEGMENTER_PRESETS, download_segmenter
     from .output import show
 

@@ -14,7 +14,7 @@ import numpy as np
 from .errors import FlagError
 
 if TYPE_CHECKING:
-    from ..regions import PixelReferInputError
+    from ..errors import PixelReferInputError
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +102,9 @@ def run(args: argparse.Namespace) -> int:
         generate_answer,
         load_model,
         load_processor,
-        resolve_device,
-        resolve_dtype,
     )
-    from ..regions import PixelReferInputError
+    from ..errors import PixelReferInputError
+    from ..runtime import resolve_device, resolve_dtype
     from ..visualize import draw_regions
 
     kind = next(kind for kind in REGION_FLAGS if getattr(args, kind) is not None)
@@ -156,8 +155,8 @@ def _segment(
     args: argparse.Namespace, kind: str, picture: np.ndarray, device: Any, flag: str, value: str
 ) -> dict[str, Any]:
     """The mask region SAM 2 makes of the --point / --box clicks (`{"mask": ..., "score": ...}`)."""
+    from ..errors import RegionInputError
     from ..presets.hub import HubUnavailableError
-    from ..regions import RegionInputError
     from ..segmentation import RegionSegmenter
 
     if kind not in ("point", "box"):
@@ -211,7 +210,8 @@ def _check_overlay_path(path: str) -> Path:
 
 def _load_source(args: argparse.Namespace, processor: Any) -> tuple[np.ndarray, Any]:
     """The picture the region lies on (`(H, W, 3)` uint8: the image or the video frame) and the processor's source."""
-    from ..regions import ImageInputError, load_image
+    from ..errors import ImageInputError
+    from ..image_loading import load_image
     from ..video_decoding import VideoInputError, probe_video, read_video_file
 
     if args.image is not None:
@@ -312,7 +312,8 @@ def _read_mask(value: str) -> np.ndarray:
 
 def _check_region(region: dict[str, Any], size: tuple[int, int], point_size: int, flag: str, value: str) -> None:
     """The validation of `regions.region_to_mask` (empty box, point outside, mask shape ...), naming the flag."""
-    from ..regions import RegionInputError, region_to_mask
+    from ..errors import RegionInputError
+    from ..region_masks import region_to_mask
 
     try:
         region_to_mask(region, size, 0, 0, point_size)

@@ -32,8 +32,9 @@ from ..configuration_pixelrefer import (
     released_config_arguments,
 )
 from ..modeling_pixelrefer import PixelReferForConditionalGeneration
-from ..presets.builder import IMAGE_TOKEN, REGION_TOKEN, VIDEO_TOKEN, build_processor, generation_config_for
+from ..presets.builder import build_processor, generation_config_for
 from ..processing_pixelrefer import PixelReferProcessor
+from ..runtime import IMAGE_PLACEHOLDER, REGION_TOKEN, VIDEO_TOKEN
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def load_released_tokenizer(
     config = PreTrainedConfig.from_dict(dict(released))
     hub_kwargs.setdefault("local_files_only", isinstance(source, Path) or os.path.isdir(source))
     tokenizer = AutoTokenizer.from_pretrained(str(source), config=config, padding_side="left", **hub_kwargs)
-    missing = [token for token in (IMAGE_TOKEN, REGION_TOKEN, VIDEO_TOKEN) if token not in tokenizer.get_vocab()]
+    missing = [token for token in (IMAGE_PLACEHOLDER, REGION_TOKEN, VIDEO_TOKEN) if token not in tokenizer.get_vocab()]
     if missing:
         logger.info("adding %s to the tokenizer", missing)
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
@@ -163,7 +164,7 @@ def convert_released_config(
     return PixelReferConfig(
         **{
             **arguments,
-            "image_token_id": tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+            "image_token_id": tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
             "video_token_id": tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
             "region_token_id": tokenizer.convert_tokens_to_ids(REGION_TOKEN),
             "region_token": REGION_TOKEN,
@@ -257,7 +258,7 @@ def released_processor(source: str | os.PathLike, **kwargs: Any) -> PixelReferPr
     recorded = released_config_arguments(config_dict)  # what the model loaded from this checkpoint reads
     problems = [
         f"{token} is {tokenizer.convert_tokens_to_ids(token)} in the tokenizer but {recorded[name]} in config.json"
-        for name, token in (("image_token_id", IMAGE_TOKEN), ("region_token_id", REGION_TOKEN))
+        for name, token in (("image_token_id", IMAGE_PLACEHOLDER), ("region_token_id", REGION_TOKEN))
         if tokenizer.convert_tokens_to_ids(token) != recorded[name]
     ]
     if len(tokenizer) > recorded["text_config"].get("vocab_size", len(tokenizer)):

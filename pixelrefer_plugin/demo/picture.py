@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .synthetic import QUESTION_KINDS, held_out_samples
+from ..synthetic import QUESTION_KINDS, held_out_samples
 
 PANEL_SCALE = 2
 # Outline colours that no synthetic object has (the objects are red, green, blue, yellow, purple).

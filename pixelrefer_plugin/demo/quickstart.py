@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..presets import build_model_and_processor
-from .scenes import make_scene
+from ..synthetic import make_scene
 
 logger = logging.getLogger(__name__)
 

@@ -15,14 +15,11 @@ from ..checkpoint_folders import check_destination, checkpoint_folder
 from ..configuration_pixelrefer import PixelReferConfig
 from ..modeling_pixelrefer import PixelReferForConditionalGeneration
 from ..processing_pixelrefer import PixelReferProcessor
+from ..runtime import IMAGE_PLACEHOLDER, REGION_TOKEN, VIDEO_TOKEN
 from .registry import Preset, load_preset
 from .tiny_tokenizer import build_tiny_tokenizer
 
 logger = logging.getLogger(__name__)
-
-IMAGE_TOKEN = "<image>"
-REGION_TOKEN = "<REGION>"
-VIDEO_TOKEN = "<|video_pad|>"
 
 
 def load_preset_tokenizer(preset: Preset, tokenizer_path: str | Path | None = None) -> PreTrainedTokenizerBase:
@@ -35,7 +32,7 @@ def load_preset_tokenizer(preset: Preset, tokenizer_path: str | Path | None = No
             "files (tokenizer.json, tokenizer_config.json, ...) and pass their folder as tokenizer_path / --tokenizer"
         )
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True, padding_side="left")
-    missing = [t for t in (IMAGE_TOKEN, REGION_TOKEN, VIDEO_TOKEN) if t not in tokenizer.get_vocab()]
+    missing = [t for t in (IMAGE_PLACEHOLDER, REGION_TOKEN, VIDEO_TOKEN) if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     return tokenizer
@@ -48,7 +45,7 @@ def preset_config(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> PixelRe
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
     text_config.update(bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id)
-    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
     return PixelReferConfig(
         text_config=text_config,
         vision_config=dict(preset.vision_config),
@@ -87,11 +84,6 @@ def build_processor(
         video_merge_size=config.video_merge_size,
         **video,
     )
-
-
-def preset_processor(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> PixelReferProcessor:
-    """The processor of a registry preset."""
-    return build_processor(preset_config(preset, tokenizer), tokenizer, preset.image_processor)
 
 
 def generation_config_for(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:

@@ -1,5 +1,6 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""Released weights of a preset: preset names as checkpoints, downloading from the hub (when reachable), converting."""
+"""Preset names as checkpoints: a preset with released weights resolves to its hub repository, and what to download
+when the hub cannot be reached. (Downloading and converting the weights: `conversion/download.py`.)"""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class HubUnavailableError(OSError):
 
 
 def download_instructions(preset: Preset, out: str | Path, reason: str) -> str:
+    """The message of a `HubUnavailableError`: why the hub failed and the commands that download and convert the
+    released checkpoint of `preset` into `out` by hand."""
     released = f"{preset.name}-released"
     return (
         f"could not download {preset.hub_id} ({reason}).\n"
@@ -29,34 +32,6 @@ def download_instructions(preset: Preset, out: str | Path, reason: str) -> str:
         f"(For a random-init model of this size instead: pixelrefer build {preset.name} --out {out} --random-init "
         f"--tokenizer DIR_WITH_TOKENIZER_FILES)"
     )
-
-
-def build_released(preset: Preset, out: str | Path, overwrite: bool = False) -> Path:
-    """Download `preset.hub_id` (or use the local hub cache) and convert it into `out` (replacing a non-empty `out`
-    only with `overwrite`).
-
-    Raises:
-        HubUnavailableError: offline (`HF_HUB_OFFLINE=1`) without a cached copy, or the hub cannot be reached.
-    """
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    from ..checkpoint_folders import check_destination
-    from ..conversion import convert_released_checkpoint
-
-    if preset.hub_id is None:
-        raise ValueError(f"preset {preset.name!r} has no released weights; build it with random init")
-    check_destination(Path(out), overwrite)  # before a download of several GB
-    offline = bool(constants.HF_HUB_OFFLINE)
-    try:
-        source = snapshot_download(preset.hub_id, local_files_only=offline)
-    except LocalEntryNotFoundError:
-        reason = "HF_HUB_OFFLINE is set and no copy is cached" if offline else "the hub is not reachable"
-        raise HubUnavailableError(download_instructions(preset, out, reason)) from None
-    except OSError as error:  # connection errors
-        raise HubUnavailableError(download_instructions(preset, out, f"{type(error).__name__}: {error}")) from None
-    logger.info("using %s from %s", preset.hub_id, source)
-    return convert_released_checkpoint(source, out, overwrite=overwrite)
 
 
 def resolve_pretrained(name: str | os.PathLike, **kwargs: Any) -> str | os.PathLike:

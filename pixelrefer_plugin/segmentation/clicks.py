@@ -1,7 +1,7 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
 """Region prompts a segmenter turns into masks: clicks and boxes, validated against their image.
 
-A prompt region is a region dict (see `pixelrefer_plugin/regions.py`) whose kind is
+A prompt region is a region dict (see `pixelrefer_plugin/region_masks.py`) whose kind is
 
 * `point`: `[x, y]`, one positive click;
 * `points`: `[[x, y], ...]`, several positive clicks on the same object;
@@ -13,13 +13,13 @@ every click must lie on the image (`0 <= x < W`, `0 <= y < H`), a box inside it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RegionInputError
-from ..regions import BOX_FORMATS, format_size
+from ..image_loading import format_size
+from ..region_masks import box_corners, parse_numbers
 
 PROMPT_KINDS = ("point", "points", "box")
 NEGATIVE_KEY = "negative_points"
@@ -61,12 +61,7 @@ def parse_clicks(
     points: list[tuple[float, float]] = []
     labels: list[int] = []
     if kind == "box":
-        box_format = region.get("box_format", "xyxy")
-        if box_format not in BOX_FORMATS:
-            raise RegionInputError(
-                f"box_format must be one of {BOX_FORMATS}, got {box_format!r}", sample_index, region_index
-            )
-        x0, y0, x1, y1 = _box(region["box"], box_format, image_size, sample_index, region_index)
+        x0, y0, x1, y1 = box_corners(region, image_size, sample_index, region_index)
         points += [(x0, y0), (x1, y1)]
         labels += [BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]
     else:
@@ -97,22 +92,6 @@ def describe_prompt(region: Mapping[str, Any]) -> str:
     return "prompt"
 
 
-def _numbers(value: Any, count: int, what: str, sample_index: int, region_index: int) -> list[float]:
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if not isinstance(value, (list, tuple)) or len(value) != count:
-        raise RegionInputError(f"{what} must be {count} numbers, got {value!r}", sample_index, region_index)
-    try:
-        numbers = [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise RegionInputError(
-            f"{what} must contain only numbers, got {value!r}", sample_index, region_index
-        ) from None
-    if not all(math.isfinite(v) for v in numbers):
-        raise RegionInputError(f"{what} must contain finite numbers, got {value!r}", sample_index, region_index)
-    return numbers
-
-
 def _point_list(value: Any, what: str, sample_index: int, region_index: int, allow_empty: bool = False) -> list[Any]:
     if hasattr(value, "tolist"):
         value = value.tolist()
@@ -128,7 +107,7 @@ def _point_list(value: Any, what: str, sample_index: int, region_index: int, all
 def _point(
     value: Any, what: str, image_size: tuple[int, int], sample_index: int, region_index: int
 ) -> tuple[float, float]:
-    x, y = _numbers(value, 2, what, sample_index, region_index)
+    x, y = parse_numbers(value, 2, what, sample_index, region_index)
     height, width = image_size
     if not (0 <= x < width and 0 <= y < height):
         raise RegionInputError(
@@ -138,26 +117,6 @@ def _point(
             region_index,
         )
     return x, y
-
-
-def _box(
-    value: Any, box_format: str, image_size: tuple[int, int], sample_index: int, region_index: int
-) -> tuple[float, float, float, float]:
-    x0, y0, a, b = _numbers(value, 4, f"box ({box_format})", sample_index, region_index)
-    x1, y1 = (x0 + a, y0 + b) if box_format == "xywh" else (a, b)
-    height, width = image_size
-    if x1 <= x0 or y1 <= y0:
-        raise RegionInputError(
-            f"box {list(value)} ({box_format}) is empty; expected x1 > x0 and y1 > y0", sample_index, region_index
-        )
-    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-        raise RegionInputError(
-            f"box {list(value)} ({box_format}) lies outside the {format_size(image_size)} image; expected "
-            f"0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}",
-            sample_index,
-            region_index,
-        )
-    return x0, y0, x1, y1
 
 
 __all__ = ["NEGATIVE_KEY", "PROMPT_KINDS", "Clicks", "describe_prompt", "is_prompt", "parse_clicks", "prompt_kind"]

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from ..errors import PixelReferInputError, RegionInputError
-from ..regions import TRACK_KEY, load_image, region_parts, region_to_mask
+from ..image_loading import load_image
+from ..region_masks import TRACK_KEY, region_parts, region_to_mask
 from ..video_decoding import load_video
 from .checkpoints import resolve_segmenter
 from .clicks import NEGATIVE_KEY, PROMPT_KINDS, Clicks, describe_prompt, is_prompt, parse_clicks

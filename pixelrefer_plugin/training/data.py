@@ -134,7 +134,7 @@ class RegionSample:
         messages: chat messages `{"role": "user" | "assistant" | "system", "content": str}`.
         images: resolved image paths.
         videos: resolved video file paths, or `{"frames": [paths], "timestamps": [seconds]}` dicts.
-        regions: the plugin's region dicts (see `pixelrefer_plugin/regions.py`), in `<region>` order.
+        regions: the plugin's region dicts (see `pixelrefer_plugin/region_masks.py`), in `<region>` order.
     """
 
     messages: list[dict]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PixelReferInputError, RegionInputError
-from ..regions import TRACK_KEY
+from ..region_masks import TRACK_KEY
 from ..segmentation import SCORE_KEY, EmptySegmentError, RegionSegmenter, is_prompt, resolve_segmenter
 from .record_parsing import PROMPT_KEYS, ParsedRecord, Problems
 

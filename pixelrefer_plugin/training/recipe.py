@@ -142,31 +142,34 @@ def validate_recipe(recipe: Recipe) -> None:
     Raises:
         RecipeError: naming the key, the value and what was expected.
     """
-    from transformers import TrainingArguments
-
     path = recipe.path
-    data, lora, training = recipe.data, recipe.lora, recipe.training
-    _validate_data(path, data)
-
-    _check_keys(path, "lora", lora, LORA_KEYS)
-    _check_values(
-        path,
-        "lora",
-        lora,
-        {
-            "enabled": _boolean,
-            "train_vision_encoder": _boolean,
-            "r": _integer_at_least(1),
-            "alpha": _positive,
-            "dropout": _fraction_below_one,
-            "modules_to_save": _names,
-            "target_modules": _pattern_or_names,
-        },
-    )
-
+    _validate_data(path, recipe.data)
+    _validate_lora(path, recipe.lora)
     _check_keys(path, "learning_rates", recipe.learning_rates, LEARNING_RATE_KEYS)
     _check_values(path, "learning_rates", recipe.learning_rates, dict.fromkeys(LEARNING_RATE_KEYS, _positive))
     recipe.learning_rates = {key: float(value) for key, value in recipe.learning_rates.items()}
+    _validate_training(path, recipe.training)
+
+
+def _validate_lora(path: Path | None, lora: dict[str, Any]) -> None:
+    """The `lora` section: known keys and the types and ranges of the values."""
+    _check_keys(path, "lora", lora, LORA_KEYS)
+    checks = {
+        "enabled": _boolean,
+        "train_vision_encoder": _boolean,
+        "r": _integer_at_least(1),
+        "alpha": _positive,
+        "dropout": _fraction_below_one,
+        "modules_to_save": _names,
+        "target_modules": _pattern_or_names,
+    }
+    _check_values(path, "lora", lora, checks)
+
+
+def _validate_training(path: Path | None, training: dict[str, Any]) -> None:
+    """The `training` section: `TrainingArguments` fields (and the recipe's own keys), typed; ranges where a wrong
+    value would train silently."""
+    from transformers import TrainingArguments
 
     known = {item.name: item.type for item in _training_fields(TrainingArguments)}
     _check_keys(path, "training", training, (*known, *TRAINING_EXTRA_KEYS))

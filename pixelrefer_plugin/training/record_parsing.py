@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..regions import format_size
+from ..image_loading import format_size
 from ..segmentation.clicks import NEGATIVE_KEY, PROMPT_KINDS
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -245,7 +245,8 @@ def parse_prompt(annotation: Mapping[str, Any], name: str, extra_keys: tuple[str
 
 def check_annotation(kind: str, annotation: Any, image_size: Any, size: Size, name: str, what: str) -> Problems:
     """Decode an annotation at its image's size (or the best size known) and say why it is unusable."""
-    from ..regions import RegionInputError, region_to_mask
+    from ..errors import RegionInputError
+    from ..region_masks import region_to_mask
 
     image_size = image_size or _fallback_size(kind, annotation, size)
     if image_size is None:

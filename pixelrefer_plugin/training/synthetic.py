@@ -9,20 +9,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from ..demo.synthetic import generate_samples, write_clip
+from ..synthetic import encode_rle, generate_samples, write_clip
 
 logger = logging.getLogger(__name__)
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """COCO compressed RLE of a boolean mask, JSON-ready."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode()}
 
 
 def write_synthetic_dataset(
@@ -37,7 +28,7 @@ def write_synthetic_dataset(
     """Write `num_records` records (PNG / MP4 files + `train.json` in the published layout) under `out`; returns the
     JSON path.
 
-    Records cycle through the question `kinds` (`colour`, `shape`, `larger`; see `demo/synthetic.py`); about
+    Records cycle through the question `kinds` (`colour`, `shape`, `larger`; see `synthetic/questions.py`); about
     `video_fraction` of the colour / shape records are clips with the region on a middle frame. Every scene holds
     several objects, so the answer depends on which region is referred to.
     """

@@ -17,8 +17,9 @@ from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..checkpoint_folders import move_files_into
+from ..runtime import best_device, preferred_dtype, resolve_dtype
 from .lora import apply_lora, parameter_groups
-from .recipe import Recipe, validate_recipe
+from .recipe import Recipe, segmenter_arguments, validate_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +79,15 @@ def training_arguments(recipe: Recipe) -> TrainingArguments:
     settings["output_dir"] = str(recipe.output_dir)
     if "deepspeed" in settings and settings["deepspeed"]:
         settings["deepspeed"] = str(recipe.resolve(settings["deepspeed"]))
+    device = best_device()  # the runtime policy: the Trainer places the model itself (several processes: one GPU each)
     if settings.get("bf16") == "auto":
-        settings["bf16"] = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        settings["bf16"] = preferred_dtype(device) == torch.bfloat16
     settings.setdefault("remove_unused_columns", False)  # samples are RegionSample objects, not dicts of columns
     settings.setdefault("report_to", "none")
     settings.setdefault("ddp_find_unused_parameters", False)
     if settings.get("activation_checkpointing"):
         settings.setdefault("activation_checkpointing_kwargs", {"use_reentrant": False})
-    if not torch.cuda.is_available():
+    if device.type == "cpu":
         settings.setdefault("use_cpu", True)
     return TrainingArguments(**settings)
 
@@ -119,7 +121,11 @@ def build_dataset(recipe: Recipe, variant: str, output_dir: Path, is_main_proces
         return RegionConversationDataset(path, folder, variant=variant, skip_invalid=bool(data.get("skip_invalid")))
     root = recipe.resolve(data.get("root", "."))
     return RegionConversationDataset(
-        recipe.resolve(data["train"]), root, variant=variant, skip_invalid=bool(data.get("skip_invalid"))
+        recipe.resolve(data["train"]),
+        root,
+        variant=variant,
+        skip_invalid=bool(data.get("skip_invalid")),
+        **segmenter_arguments(recipe),
     )
 
 
@@ -219,7 +225,7 @@ def run_training(recipe: Recipe) -> TrainingResult:
     base = prepare_base_model(recipe, output_dir, args.process_index == 0)
     _wait_for_everyone()
 
-    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
+    dtype = resolve_dtype("bfloat16" if args.bf16 else "float16" if args.fp16 else "float32", args.device)
     model = AutoModelForImageTextToText.from_pretrained(base, trust_remote_code=True, dtype=dtype)
     model.config.use_cache = False
     processor = AutoProcessor.from_pretrained(base, trust_remote_code=True)

@@ -15,11 +15,14 @@ import logging
 from enum import Enum, auto
 from typing import Any
 
+from ...runtime import IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, VIDEO_PLACEHOLDER
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_IMAGE_TOKEN = "<image>"
-DEFAULT_VIDEO_TOKEN = "<video>"
-DEFAULT_REGION_TOKEN = "<region>"
+# LLaVA's names for the placeholders
+DEFAULT_IMAGE_TOKEN = IMAGE_PLACEHOLDER
+DEFAULT_VIDEO_TOKEN = VIDEO_PLACEHOLDER
+DEFAULT_REGION_TOKEN = REGION_PLACEHOLDER
 
 
 class SeparatorStyle(Enum):

@@ -10,10 +10,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...demo.scenes import COLOURS, make_scene, shape_mask
-from ...demo.synthetic import write_clip, write_held_out_documents
 from ...prompts import LVIS, VG, videorefer_bench_q_prompt
-from ...training.synthetic import encode_rle
+from ...synthetic import (
+    COLOURS,
+    HELD_OUT_DOCUMENTS,
+    HELD_OUT_SEED,
+    SHAPES,
+    encode_rle,
+    held_out_samples,
+    make_scene,
+    shape_mask,
+    write_clip,
+)
 from .protocols import dlc_recognition_question, ferret_lite_question
 
 NUM_DOCS = 8
@@ -76,35 +84,45 @@ def write_caption_fixture(folder: Path) -> Path:
     return folder / "caption.jsonl"
 
 
-def write_video_choice_fixture(folder: Path) -> Path:
-    """VideoRefer-Bench-Q-style documents: which way does the marked object move? Four options, one correct."""
-    rng = np.random.default_rng(13)
-    directions = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
-    docs = []
+MOTION_DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+
+
+def _motion_clips(folder: Path, name: str, seed: int) -> list[tuple[str, list[np.ndarray], str, str]]:
+    """`NUM_DOCS` clips of a coloured square moving left, right, up, down (clip i: direction i % 4):
+    `(path, masks per frame, colour, direction)`."""
+    rng = np.random.default_rng(seed)
+    out = []
     for index in range(NUM_DOCS):
-        direction = list(directions)[index % 4]
-        dx, dy = directions[direction]
+        direction = list(MOTION_DIRECTIONS)[index % 4]
+        dx, dy = MOTION_DIRECTIONS[direction]
         colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
         frames, masks = [], []
         for t in range(8):
-            centre = (64 + dx * 6 * t, 48 + dy * 4 * t)
-            mask = shape_mask("square", (96, 128), centre, 10)
+            mask = shape_mask("square", (96, 128), (64 + dx * 6 * t, 48 + dy * 4 * t), 10)
             frame = np.full((96, 128, 3), 235, dtype=np.uint8)
             frame[mask] = COLOURS[colour]
             frames.append(frame)
             masks.append(mask)
-        path = folder / f"clip_{index}.mp4"
+        path = folder / f"{name}_{index}.mp4"
         write_clip(path, frames, fps=4)
-        options = [f"({letter}) It moves {name}." for letter, name in zip(LETTERS, directions, strict=True)]
+        out.append((str(path), masks, colour, direction))
+    return out
+
+
+def write_video_choice_fixture(folder: Path) -> Path:
+    """VideoRefer-Bench-Q-style documents: which way does the marked object move? Four options, one correct."""
+    docs = []
+    for index, (path, masks, _, direction) in enumerate(_motion_clips(folder, "clip", seed=13)):
+        options = [f"({letter}) It moves {name}." for letter, name in zip(LETTERS, MOTION_DIRECTIONS, strict=True)]
         question = videorefer_bench_q_prompt("In which direction does <region> move?", options)
         docs.append(
             {
                 "id": f"motion-{index}",
                 "image": None,
-                "video": str(path),
+                "video": path,
                 "regions": json.dumps([{"rle": encode_rle(masks[4]), "frame": 4}]),
                 "prompt": {"full": "<video>\n" + question, "lite": question},
-                "answer": list(directions).index(direction),
+                "answer": list(MOTION_DIRECTIONS).index(direction),
                 "options": options,
             }
         )
@@ -127,6 +145,32 @@ def write_fixtures(folder: str | Path) -> Path:
     return folder
 
 
+def write_held_out_documents(folder: str | Path, count: int = HELD_OUT_DOCUMENTS, seed: int = HELD_OUT_SEED) -> Path:
+    """Write the demo's held-out task documents (`synthetic.jsonl`, docs/evaluation.md schema) and their PNG / MP4
+    files into `folder`; returns the JSONL path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    docs = []
+    for index, sample in enumerate(held_out_samples(count, seed)):
+        doc = {"id": f"synthetic-{index}", "kind": sample.kind, "answer": sample.answer, "options": []}
+        if sample.is_video:
+            path = folder / f"synthetic_{index}.mp4"
+            write_clip(path, sample.frames)
+            regions = [{"rle": encode_rle(mask), "frame": sample.frame} for mask in sample.masks]
+            doc.update(
+                image=None, video=str(path), prompt={"full": "<video>\n" + sample.question, "lite": sample.question}
+            )
+        else:
+            path = folder / f"synthetic_{index}.png"
+            Image.fromarray(sample.frames[0]).save(path)
+            regions = [{"rle": encode_rle(mask)} for mask in sample.masks]
+            doc.update(image=str(path), video=None, prompt={"full": sample.question, "lite": sample.question})
+        doc["regions"] = json.dumps(regions)
+        docs.append(doc)
+    _write_jsonl(folder / "synthetic.jsonl", docs)
+    return folder / "synthetic.jsonl"
+
+
 # --- judged and video tasks (docs/evaluation.md, "Judged tasks") ----------------------------------------------------
 FERRET_FIXTURE_QUESTION = "What colour and shape is the object <region>?"
 
@@ -144,8 +188,6 @@ def write_ferret_fixture(folder: Path) -> Path:
     reference answer ("The object is a red square."), the judge's `context` and `judge_question` (the region as box
     coordinates). Document i's target is `SHAPES[i % 3]` (square, circle, triangle, ...) so tests can fix the judge's
     replies per shape."""
-    from ...demo.scenes import SHAPES
-
     docs = []
     colours = list(COLOURS)
     for index in range(NUM_DOCS):
@@ -178,31 +220,6 @@ def write_ferret_fixture(folder: Path) -> Path:
         )
     _write_jsonl(folder / "ferret.jsonl", docs)
     return folder / "ferret.jsonl"
-
-
-MOTION_DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
-
-
-def _motion_clips(folder: Path, name: str, seed: int) -> list[tuple[str, list[np.ndarray], str, str]]:
-    """`NUM_DOCS` clips of a coloured square moving left, right, up, down (clip i: direction i % 4):
-    `(path, masks per frame, colour, direction)`."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for index in range(NUM_DOCS):
-        direction = list(MOTION_DIRECTIONS)[index % 4]
-        dx, dy = MOTION_DIRECTIONS[direction]
-        colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
-        frames, masks = [], []
-        for t in range(8):
-            mask = shape_mask("square", (96, 128), (64 + dx * 6 * t, 48 + dy * 4 * t), 10)
-            frame = np.full((96, 128, 3), 235, dtype=np.uint8)
-            frame[mask] = COLOURS[colour]
-            frames.append(frame)
-            masks.append(mask)
-        path = folder / f"{name}_{index}.mp4"
-        write_clip(path, frames, fps=4)
-        out.append((str(path), masks, colour, direction))
-    return out
 
 
 def _motion_docs(folder: Path, name: str, seed: int, prompt, references) -> list[dict]:
@@ -294,7 +311,6 @@ def write_dlc_bench_fixture(folder: Path) -> Path:
     """DLC-Bench-style documents: describe one masked shape in detail; judge questions in `dlc_questions` (JSON
     text, `qa.json` layout, recognition first). Document i's target is a `SHAPES[i % 3]` (square, circle, triangle,
     ...) drawn by `make_scene`, so tests can fix the judge's replies per shape."""
-    from ...demo.scenes import SHAPES
     from ...prompts import DLC_BENCH
 
     rng = np.random.default_rng(16)

@@ -13,7 +13,7 @@ import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from accelerate import Accelerator
@@ -23,18 +23,13 @@ from lmms_eval.api.model import lmms
 from loguru import logger as eval_logger
 from tqdm import tqdm
 
-from ...regions import PixelReferInputError
-from ..llava.builder import load_pretrained_model
-from .documents import (
-    IMAGE_PLACEHOLDER,
-    REGION_PLACEHOLDER,
-    VIDEO_PLACEHOLDER,
-    DocumentInputs,
-    document_id,
-    document_inputs,
-    prompt_content,
-    strip_scene_tags,
-)
+from ...errors import PixelReferInputError
+from ...loading import context_length, load_model, load_processor
+from ...runtime import DTYPE_NAMES, IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, VIDEO_PLACEHOLDER, resolve_device
+from .documents import DocumentInputs, document_id, document_inputs, prompt_content, strip_scene_tags
+
+if TYPE_CHECKING:
+    from ...segmentation import RegionSegmenter
 
 DEFAULT_MAX_NEW_TOKENS = 128
 MAX_ROUNDS = 100  # guard against multi-round tasks that never send the terminal signal
@@ -52,16 +47,55 @@ _GENERATE_KWARGS = (
 # gen_kwargs keys of other lmms-eval models that mean nothing here.
 _IGNORED_GEN_KWARGS = ("image_aspect_ratio", "modalities", "max_length")
 _IGNORED_MODEL_ARGS = ("max_batch_size",)
-_DTYPE_NAMES = ("auto", "float32", "fp32", "float", "bfloat16", "bf16", "float16", "fp16", "half")
+
+
+class Request(NamedTuple):
+    """The arguments of one lmms-eval request that the wrappers read, whatever the request's layout.
+
+    `gen_kwargs` is the task's `generation_kwargs` (`None` for log-likelihood requests), `next_round` the task's
+    `doc_to_text` / `doc_to_messages` of a multi-round request, `target` the continuation (or `doc_to_target`) of a
+    log-likelihood request.
+    """
+
+    ctx: str
+    doc_id: int
+    task: str
+    split: str
+    gen_kwargs: dict[str, Any] | None = None
+    next_round: Callable | None = None
+    target: Any = None
+
+    @property
+    def order(self) -> tuple[str, str, int]:
+        """Sort key that keeps documents in their task order."""
+        return (self.split, self.task, self.doc_id)
+
+    def label(self, doc: Mapping[str, Any]) -> str:
+        """How errors and logs name the request's document."""
+        return f"document {document_id(doc, self.doc_id)!r} ({self.task}/{self.split} #{self.doc_id})"
 
 
 def _check_local_checkpoint(pretrained: str) -> None:
     """A `pretrained` written as a path (absolute, `./`, `../`, `~`, or several `/`) must be an existing folder; a
-    Hub id (`org/name`) is left to `from_pretrained`."""
+    Hub id (`org/name`) or a preset name is left to the loader."""
     path = Path(pretrained).expanduser()
     looks_local = path.is_absolute() or pretrained.startswith((".", "~")) or pretrained.count("/") > 1
     if looks_local and not path.is_dir():
         raise FileNotFoundError(f"--model_args pretrained={pretrained}: no such checkpoint folder")
+
+
+def _model_args_dtype(dtype: str | None, kwargs: dict[str, Any]) -> str | None:
+    """`dtype` (or transformers 4.x's `torch_dtype`), checked, after refusing unknown `--model_args` keys."""
+    if dtype is None and kwargs.get("torch_dtype") is not None:
+        dtype = kwargs.pop("torch_dtype")
+    unknown = sorted(key for key, value in kwargs.items() if value is not None and key not in _IGNORED_MODEL_ARGS)
+    if unknown:
+        parameters = inspect.signature(PixelReferSimple.__init__).parameters.values()
+        known = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
+        raise ValueError(f"--model_args: unknown argument(s) {unknown}; known: {[*known, 'torch_dtype']}")
+    if dtype is not None and str(dtype) not in DTYPE_NAMES:
+        raise ValueError(f"dtype must be one of {DTYPE_NAMES}, got {dtype!r}")
+    return dtype
 
 
 def _as_bool(value: Any, name: str) -> bool:
@@ -134,18 +168,21 @@ class PixelReferSimple(lmms):
     """PixelRefer for lmms-eval's simple (`ConfigurableTask`) requests: generation, log-likelihood, multi-round.
 
     Args:
-        pretrained: PixelRefer checkpoint folder, Hub id or preset name (`pixelrefer-7b`; resolved by
-            `load_pretrained_model`).
-        device: `"cpu"`, `"cuda"`, `"cuda:1"`...; default CUDA when available. Under `accelerate launch` with several
-            processes each process uses its own `accelerator.device` (on CPUs: `ACCELERATE_USE_CPU=1`, gloo).
-        dtype: `"auto"` (the checkpoint's), `"float32"`, `"bfloat16"` or `"float16"` (`torch_dtype` is accepted too);
-            default bfloat16 on CUDA, float32 on the CPU.
+        pretrained: PixelRefer checkpoint folder, Hub id or preset name (`pixelrefer-7b`; see
+            `pixelrefer_plugin.loading`).
+        device: `"auto"` / unset (CUDA when available, else the CPU), `"cpu"`, `"cuda"`, `"cuda:1"`...; a device this
+            machine lacks is an error (`pixelrefer_plugin.runtime`). Under `accelerate launch` with several processes
+            each process uses its own `accelerator.device` (on CPUs: `ACCELERATE_USE_CPU=1`, gloo).
+        dtype: `"auto"` / unset (bfloat16 on CUDA, float32 on the CPU), `"float32"`, `"bfloat16"`, `"float16"` or
+            their short names (`torch_dtype` is accepted too).
         attn_implementation: default flash-attn 2 when installed on CUDA, else sdpa.
         batch_size: documents per `generate` / forward call.
         max_new_tokens: default when the task's `generation_kwargs` set none.
         trust_remote_code: passed to `from_pretrained`.
         system_prompt: optional system message (PixelRefer is trained without one).
         use_cache: KV cache during generation.
+        segmenter: a SAM 2 checkpoint (folder, hub id or preset such as `sam2.1-hiera-tiny`); `point` / `box` regions
+            of the documents become the masks it finds before they reach the processor (see docs/segmentation.md).
         kwargs: other `--model_args` keys; `None` values (lmms-eval's unset `max_batch_size`, ...) are ignored, others
             refused with the list of known arguments.
     """
@@ -163,16 +200,11 @@ class PixelReferSimple(lmms):
         trust_remote_code: bool | str = True,
         system_prompt: str | None = None,
         use_cache: bool | str = True,
+        segmenter: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if dtype is None and kwargs.get("torch_dtype") is not None:  # the transformers 4.x name
-            dtype = kwargs.pop("torch_dtype")
-        unknown = sorted(key for key, value in kwargs.items() if value is not None and key not in _IGNORED_MODEL_ARGS)
-        if unknown:
-            parameters = inspect.signature(PixelReferSimple.__init__).parameters.values()
-            known = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
-            raise ValueError(f"--model_args: unknown argument(s) {unknown}; known: {[*known, 'torch_dtype']}")
+        dtype = _model_args_dtype(dtype, kwargs)
         _check_local_checkpoint(pretrained)
         if isinstance(batch_size, str) and batch_size.startswith("auto"):
             eval_logger.warning(f"PixelRefer: batch_size={batch_size!r} is not supported; using 1")
@@ -181,9 +213,14 @@ class PixelReferSimple(lmms):
         self.max_new_tokens = _as_int(max_new_tokens, "max_new_tokens")
         self.use_cache = _as_bool(use_cache, "use_cache")
         self.system_prompt = self._resolve_system_prompt(system_prompt) if system_prompt else None
-        if dtype is not None and str(dtype) not in _DTYPE_NAMES:
-            raise ValueError(f"dtype must be one of {_DTYPE_NAMES}, got {dtype!r}")
+        self._device = self._process_device(device)
+        self._load(pretrained, dtype, attn_implementation, _as_bool(trust_remote_code, "trust_remote_code"))
+        self.segmenter = self._load_segmenter(segmenter) if segmenter else None
+        self._warned_gen_kwargs: set[str] = set()
 
+    def _process_device(self, device: str | None) -> torch.device:
+        """This process' device: `accelerator.device` when lmms-eval runs several processes (the rank and world size
+        are set then), else `device` by the runtime policy; a CUDA device always with its index."""
         accelerator = Accelerator()
         launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
         if accelerator.num_processes == 1 and launched > 1:
@@ -194,43 +231,42 @@ class PixelReferSimple(lmms):
                 "group (no GPU was found); on CPUs set ACCELERATE_USE_CPU=1 so that the processes share the documents "
                 "over gloo"
             )
-        if accelerator.num_processes > 1:
+        if accelerator.num_processes == 1:
+            target = resolve_device(device)
+        else:
             target = accelerator.device
             self.accelerator = accelerator
             self._rank = accelerator.process_index
             self._world_size = accelerator.num_processes
             if accelerator.is_local_main_process:
                 eval_logger.info(f"PixelRefer: {accelerator.num_processes} processes with data parallelism")
-        else:
-            target = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        if target.type == "cuda" and not torch.cuda.is_available():
-            eval_logger.warning(f"PixelRefer: device={device!r} but CUDA is not available; using the CPU")
-            target = torch.device("cpu")
         if target.type == "cuda" and target.index is None:
             target = torch.device("cuda", torch.cuda.current_device())
+        return target
 
-        tokenizer, model, processor, context_len = load_pretrained_model(
-            pretrained,
-            None,
-            None,
-            device=str(target),
-            device_map={"": str(target)} if target.type != "cpu" else None,
-            torch_dtype=dtype,
-            attn_implementation=attn_implementation,
-            trust_remote_code=_as_bool(trust_remote_code, "trust_remote_code"),
+    def _load(self, pretrained: str, dtype: str | None, attn_implementation: str | None, trust: bool) -> None:
+        """Load the model and processor on `self.device` (see `pixelrefer_plugin.loading`)."""
+        model = load_model(
+            pretrained, self.device, dtype, attn_implementation=attn_implementation, trust_remote_code=trust
         )
         self._model = model
-        self._tokenizer = tokenizer
-        self.processor = processor
+        self.processor = load_processor(pretrained)
+        self._tokenizer = self.processor.tokenizer
         self._config = model.config
-        self._device = target
-        self._max_length = context_len
-        self.variant: str = processor.variant
-        self._warned_gen_kwargs: set[str] = set()
+        self._max_length = context_length(model.config)
+        self.variant: str = self.processor.variant
         eval_logger.info(
-            f"PixelRefer ({self.variant}) loaded from {pretrained} on {target} ({model.dtype}, "
+            f"PixelRefer ({self.variant}) loaded from {pretrained} on {self.device} ({model.dtype}, "
             f"{model.config._attn_implementation})"
         )
+
+    def _load_segmenter(self, segmenter: str) -> RegionSegmenter:
+        """The SAM 2 [`RegionSegmenter`] of `--model_args segmenter=...`, on the model's device."""
+        from ...segmentation import RegionSegmenter
+
+        loaded = RegionSegmenter.from_pretrained(segmenter, device=self.device)
+        eval_logger.info(f"PixelRefer: point / box regions become {segmenter} masks")
+        return loaded
 
     # --- properties lmms-eval and the built-in wrappers expose ---------------------------------------------------
     @property
@@ -264,15 +300,22 @@ class PixelReferSimple(lmms):
         return self._device
 
     # --- request layouts (simple; the chat subclass overrides) ---------------------------------------------------
-    def _generation_request(self, args: tuple) -> tuple[str, dict[str, Any], int, str, str]:
-        """`(ctx, gen_kwargs, doc_id, task, split)` of a `generate_until` request."""
+    def _generation_request(self, args: tuple) -> Request:
+        """A `generate_until` request: `(ctx, gen_kwargs, doc_to_visual, doc_id, task, split)`."""
         ctx, gen_kwargs, _doc_to_visual, doc_id, task, split = args
-        return ctx, gen_kwargs, doc_id, task, split
+        return Request(ctx, doc_id, task, split, gen_kwargs=gen_kwargs)
 
-    def _multi_round_request(self, args: tuple) -> tuple[str, dict[str, Any], Callable, int, str, str]:
-        """`(ctx, gen_kwargs, next_round, doc_id, task, split)` of a `generate_until_multi_round` request."""
+    def _multi_round_request(self, args: tuple) -> Request:
+        """A `generate_until_multi_round` request: `(ctx, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task,
+        split)`."""
         ctx, gen_kwargs, _doc_to_visual, doc_to_text, doc_id, task, split = args
-        return ctx, gen_kwargs, doc_to_text, doc_id, task, split
+        return Request(ctx, doc_id, task, split, gen_kwargs=gen_kwargs, next_round=doc_to_text)
+
+    @staticmethod
+    def _loglikelihood_request(args: tuple) -> Request:
+        """A `loglikelihood` request: `(ctx, continuation or doc_to_target, doc_to_visual, doc_id, task, split)`."""
+        ctx, target, _doc_to_visual, doc_id, task, split = args
+        return Request(ctx, doc_id, task, split, target=target)
 
     def _next_round(
         self, next_round: Callable, doc: Mapping[str, Any], round_idx: int, outputs: list[str], info: Any
@@ -295,13 +338,14 @@ class PixelReferSimple(lmms):
         return (None if terminal else text), outputs, info
 
     # --- documents -> model inputs -------------------------------------------------------------------------------
-    def _document(self, task: str, split: str, doc_id: int) -> Mapping[str, Any]:
+    def _document(self, request: Request) -> Mapping[str, Any]:
+        """The region document a request is about (`self.task_dict[task][split][doc_id]`)."""
         try:
-            return self.task_dict[task][split][doc_id]
+            return self.task_dict[request.task][request.split][request.doc_id]
         except (KeyError, IndexError, TypeError) as error:
             raise KeyError(
-                f"PixelRefer reads region documents from self.task_dict, which has no document {doc_id} of "
-                f"{task}/{split} (lmms-eval's evaluator fills it before sending requests)"
+                f"PixelRefer reads region documents from self.task_dict, which has no document {request.doc_id} of "
+                f"{request.task}/{request.split} (lmms-eval's evaluator fills it before sending requests)"
             ) from error
 
     def _chat_text(self, turns: Sequence[tuple[str, str]], add_generation_prompt: bool = True) -> str:
@@ -317,13 +361,15 @@ class PixelReferSimple(lmms):
         )
 
     def _encode(self, texts: list[str], samples: list[DocumentInputs], labels: list[str]):
-        """Processor batch of chat texts with their documents' images, videos and regions, on the model's device."""
+        """Processor batch of chat texts with their documents' images, videos and regions, on the model's device;
+        with a segmenter, `point` / `box` regions first become the masks it finds."""
         try:
+            regions = self._segmented_regions(samples)
             inputs = self.processor(
                 text=texts,
                 images=[sample.images for sample in samples],
                 videos=[sample.videos for sample in samples],
-                regions=[sample.regions for sample in samples],
+                regions=regions,
                 return_tensors="pt",
                 padding=True,
             )
@@ -332,6 +378,15 @@ class PixelReferSimple(lmms):
             where = labels[index] if index is not None and index < len(labels) else ", ".join(labels)
             raise ValueError(f"PixelRefer cannot use {where}: {error}") from error
         return inputs.to(self.device)
+
+    def _segmented_regions(self, samples: list[DocumentInputs]) -> list[list[dict[str, Any]]]:
+        """The samples' regions; with a segmenter, click / box regions replaced by SAM 2 masks (all in one batch)."""
+        regions = [sample.regions for sample in samples]
+        if self.segmenter is None:
+            return regions
+        return self.segmenter.to_masks(
+            regions, images=[sample.images for sample in samples], videos=[sample.videos for sample in samples]
+        )
 
     def _first_turn(self, doc: Mapping[str, Any], doc_id: int) -> DocumentInputs:
         return document_inputs(doc, self.variant, doc_id=doc_id)
@@ -416,24 +471,19 @@ class PixelReferSimple(lmms):
         results: list[GenerationResult] = []
         pbar = tqdm(total=len(requests), disable=(self.rank != 0), desc="PixelRefer responding")
         collator = utils.Collator(
-            [request.args for request in requests],
-            lambda args: self._generation_request(args)[2:][::-1],  # (split, task, doc_id): documents in order
-            group_fn=lambda args: self._generation_request(args)[1],
+            [self._generation_request(request.args) for request in requests],
+            lambda request: request.order,
+            group_fn=lambda request: request.gen_kwargs,
             grouping=True,
         )
         for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
-            texts, samples, labels, gen_kwargs = [], [], [], {}
-            for args in chunk:
-                ctx, gen_kwargs, doc_id, task, split = self._generation_request(args)
-                doc = self._document(task, split, doc_id)
-                sample = self._first_turn(doc, doc_id)
-                texts.append(self._chat_text([("user", sample.prompt)]))
-                samples.append(sample)
-                labels.append(f"document {document_id(doc, doc_id)!r} ({task}/{split} #{doc_id})")
-            answers = self._generate_batch(texts, samples, labels, gen_kwargs)
-            for args, answer in zip(chunk, answers, strict=True):
-                ctx, gen_kwargs, *_ = self._generation_request(args)
-                self.cache_hook.add_partial("generate_until", (ctx, gen_kwargs), answer.text)
+            docs = [self._document(request) for request in chunk]
+            samples = [self._first_turn(doc, request.doc_id) for doc, request in zip(docs, chunk, strict=True)]
+            texts = [self._chat_text([("user", sample.prompt)]) for sample in samples]
+            labels = [request.label(doc) for doc, request in zip(docs, chunk, strict=True)]
+            answers = self._generate_batch(texts, samples, labels, chunk[0].gen_kwargs)
+            for request, answer in zip(chunk, answers, strict=True):
+                self.cache_hook.add_partial("generate_until", (request.ctx, request.gen_kwargs), answer.text)
             results.extend(answers)
             pbar.update(len(chunk))
         pbar.close()
@@ -445,62 +495,59 @@ class PixelReferSimple(lmms):
         Round 0 answers the document's region prompt. For each later round the task is asked for the next text
         (`doc_to_text(doc, previous_output=, round_idx=, previous_round_info=)` for simple requests,
         `doc_to_messages(...)` for chat ones) until it signals the end; see `_round_turns` for how regions are kept.
-        Documents of a batch advance round by round together and stop independently.
         """
         results: list[list[str]] = []
         pbar = tqdm(total=len(requests), disable=(self.rank != 0), desc="PixelRefer responding (multi-round)")
         collator = utils.Collator(
-            [request.args for request in requests],
-            lambda args: self._multi_round_request(args)[3:][::-1],
-            group_fn=lambda args: self._multi_round_request(args)[1],
+            [self._multi_round_request(request.args) for request in requests],
+            lambda request: request.order,
+            group_fn=lambda request: request.gen_kwargs,
             grouping=True,
         )
         for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
-            requests_of_chunk = [self._multi_round_request(args) for args in chunk]
-            docs = [self._document(task, split, doc_id) for _, _, _, doc_id, task, split in requests_of_chunk]
-            labels = [
-                f"document {document_id(doc, doc_id)!r} ({task}/{split} #{doc_id})"
-                for doc, (_, _, _, doc_id, task, split) in zip(docs, requests_of_chunk, strict=True)
-            ]
-            gen_kwargs = requests_of_chunk[0][1]
-            outputs: list[list[str]] = [[] for _ in chunk]
-            infos: list[Any] = [None] * len(chunk)
-            first_answers = [""] * len(chunk)
-            active = list(range(len(chunk)))
-            for round_idx in range(MAX_ROUNDS + 1):
-                if round_idx == MAX_ROUNDS:
-                    raise RuntimeError(f"multi-round task did not stop after {MAX_ROUNDS} rounds ({labels})")
-                texts, samples, asked = [], [], []
-                for index in active:
-                    _, _, next_round, doc_id, _, _ = requests_of_chunk[index]
-                    doc = docs[index]
-                    if round_idx == 0:
-                        sample = self._first_turn(doc, doc_id)
-                        turns = [("user", sample.prompt)]
-                    else:
-                        text, outputs[index], infos[index] = self._next_round(
-                            next_round, doc, round_idx, outputs[index], infos[index]
-                        )
-                        if text is None:
-                            continue
-                        turns, sample = self._round_turns(doc, doc_id, text, first_answers[index])
-                    texts.append(self._chat_text(turns))
-                    samples.append(sample)
-                    asked.append(index)
-                active = asked
-                if not active:
-                    break
-                answers = self._generate_batch(texts, samples, [labels[i] for i in active], gen_kwargs)
-                for index, answer in zip(active, answers, strict=True):
-                    outputs[index] = outputs[index] + [answer.text]
-                    if round_idx == 0:
-                        first_answers[index] = answer.text
-            for (ctx, gen_kwargs, *_), rounds in zip(requests_of_chunk, outputs, strict=True):
-                self.cache_hook.add_partial("generate_until_multi_round", (ctx, gen_kwargs), rounds)
+            outputs = self._run_rounds(chunk)
+            for request, rounds in zip(chunk, outputs, strict=True):
+                self.cache_hook.add_partial("generate_until_multi_round", (request.ctx, request.gen_kwargs), rounds)
             results.extend(outputs)
             pbar.update(len(chunk))
         pbar.close()
         return collator.get_original(results)
+
+    def _run_rounds(self, chunk: list[Request]) -> list[list[str]]:
+        """The round answers of each request of a batch; its documents advance round by round together and stop
+        independently."""
+        docs = [self._document(request) for request in chunk]
+        labels = [request.label(doc) for doc, request in zip(docs, chunk, strict=True)]
+        outputs: list[list[str]] = [[] for _ in chunk]
+        infos: list[Any] = [None] * len(chunk)
+        first_answers = [""] * len(chunk)
+        active = list(range(len(chunk)))
+        for round_idx in range(MAX_ROUNDS):
+            texts, samples, asked = [], [], []
+            for index in active:
+                request, doc = chunk[index], docs[index]
+                if round_idx == 0:
+                    sample = self._first_turn(doc, request.doc_id)
+                    turns = [("user", sample.prompt)]
+                else:
+                    text, outputs[index], infos[index] = self._next_round(
+                        request.next_round, doc, round_idx, outputs[index], infos[index]
+                    )
+                    if text is None:
+                        continue
+                    turns, sample = self._round_turns(doc, request.doc_id, text, first_answers[index])
+                texts.append(self._chat_text(turns))
+                samples.append(sample)
+                asked.append(index)
+            active = asked
+            if not active:
+                return outputs
+            answers = self._generate_batch(texts, samples, [labels[i] for i in active], chunk[0].gen_kwargs)
+            for index, answer in zip(active, answers, strict=True):
+                outputs[index] = outputs[index] + [answer.text]
+                if round_idx == 0:
+                    first_answers[index] = answer.text
+        raise RuntimeError(f"multi-round task did not stop after {MAX_ROUNDS} rounds ({labels})")
 
     # --- log-likelihood ------------------------------------------------------------------------------------------
     def loglikelihood(self, requests: list[Instance]) -> list[LoglikelihoodResult]:
@@ -514,53 +561,71 @@ class PixelReferSimple(lmms):
         results: list[LoglikelihoodResult] = []
         pbar = tqdm(total=len(requests), disable=(self.rank != 0), desc="PixelRefer log-likelihood")
         collator = utils.Collator(
-            [request.args for request in requests], lambda args: (args[5], args[4], args[3], str(args[1]))
+            [self._loglikelihood_request(request.args) for request in requests],
+            lambda request: (*request.order, str(request.target)),
         )
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eot_token_id
         for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
-            texts, samples, labels, continuations = [], [], [], []
-            for _ctx, target, _doc_to_visual, doc_id, task, split in chunk:
-                doc = self._document(task, split, doc_id)
-                continuation = target(doc) if callable(target) else target
-                if isinstance(continuation, (list, tuple)):
-                    continuation = continuation[0]
-                sample = self._first_turn(doc, doc_id)
-                texts.append(self._chat_text([("user", sample.prompt)]))
-                samples.append(sample)
-                labels.append(f"document {document_id(doc, doc_id)!r} ({task}/{split} #{doc_id})")
-                ids = self.tokenizer(str(continuation).lstrip(), add_special_tokens=False)["input_ids"]
-                continuations.append(torch.tensor(ids, dtype=torch.long))
-            inputs = self._encode(texts, samples, labels)
-            rows = [
-                torch.cat([ids[mask.bool()], continuation.to(ids.device)])
-                for ids, mask, continuation in zip(
-                    inputs["input_ids"], inputs["attention_mask"], continuations, strict=True
-                )
-            ]
-            length = max(len(row) for row in rows)
-            input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long, device=self.device)
-            attention_mask = torch.zeros((len(rows), length), dtype=torch.long, device=self.device)
-            for index, row in enumerate(rows):  # left padding, as the processor pads
-                input_ids[index, length - len(row) :] = row
-                attention_mask[index, length - len(row) :] = 1
-            inputs["input_ids"], inputs["attention_mask"] = input_ids, attention_mask
-            keep = max(len(continuation) for continuation in continuations) + 1
-            with torch.inference_mode():
-                logits = self.model(**inputs, logits_to_keep=keep, use_cache=False).logits
-            for index, continuation in enumerate(continuations):
-                count = len(continuation)
-                if count == 0:
-                    results.append(LoglikelihoodResult(0.0, True))
-                    continue
-                scores = logits[index, keep - count - 1 : keep - 1].float().log_softmax(dim=-1)
-                target_ids = continuation.to(scores.device)
-                logprob = scores.gather(-1, target_ids[:, None]).sum().item()
-                results.append(LoglikelihoodResult(logprob, bool((scores.argmax(dim=-1) == target_ids).all())))
-            for args, result in zip(chunk, results[-len(chunk) :], strict=True):
-                self.cache_hook.add_partial("loglikelihood", (args[0], str(args[1])), tuple(result))
+            scored = self._score_continuations(chunk)
+            for request, result in zip(chunk, scored, strict=True):
+                self.cache_hook.add_partial("loglikelihood", (request.ctx, str(request.target)), tuple(result))
+            results.extend(scored)
             pbar.update(len(chunk))
         pbar.close()
         return collator.get_original(results)
+
+    def _score_continuations(self, chunk: list[Request]) -> list[LoglikelihoodResult]:
+        """`(logprob, is_greedy)` of each request's continuation after its document's region prompt, in one forward
+        pass over the batch."""
+        docs = [self._document(request) for request in chunk]
+        samples = [self._first_turn(doc, request.doc_id) for doc, request in zip(docs, chunk, strict=True)]
+        texts = [self._chat_text([("user", sample.prompt)]) for sample in samples]
+        labels = [request.label(doc) for doc, request in zip(docs, chunk, strict=True)]
+        continuations = [self._continuation_ids(request.target, doc) for doc, request in zip(docs, chunk, strict=True)]
+        inputs = self._encode(texts, samples, labels)
+        inputs["input_ids"], inputs["attention_mask"] = self._append_continuations(inputs, continuations)
+        keep = max(len(continuation) for continuation in continuations) + 1
+        with torch.inference_mode():
+            logits = self.model(**inputs, logits_to_keep=keep, use_cache=False).logits
+        results = []
+        for row, continuation in enumerate(continuations):
+            count = len(continuation)
+            if count == 0:
+                results.append(LoglikelihoodResult(0.0, True))
+                continue
+            scores = logits[row, keep - count - 1 : keep - 1].float().log_softmax(dim=-1)
+            target_ids = continuation.to(scores.device)
+            logprob = scores.gather(-1, target_ids[:, None]).sum().item()
+            results.append(LoglikelihoodResult(logprob, bool((scores.argmax(dim=-1) == target_ids).all())))
+        return results
+
+    def _continuation_ids(self, target: Any, doc: Mapping[str, Any]) -> torch.Tensor:
+        """Token ids of a request's continuation (`doc_to_target(doc)` when callable; the first of a list), without
+        its leading whitespace."""
+        continuation = target(doc) if callable(target) else target
+        if isinstance(continuation, (list, tuple)):
+            continuation = continuation[0]
+        ids = self.tokenizer(str(continuation).lstrip(), add_special_tokens=False)["input_ids"]
+        return torch.tensor(ids, dtype=torch.long)
+
+    def _append_continuations(
+        self, inputs: Mapping[str, torch.Tensor], continuations: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(input_ids, attention_mask)` `(B, L)` of each prompt followed by its continuation, left-padded as the
+        processor pads."""
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eot_token_id
+        rows = [
+            torch.cat([ids[mask.bool()], continuation.to(ids.device)])
+            for ids, mask, continuation in zip(
+                inputs["input_ids"], inputs["attention_mask"], continuations, strict=True
+            )
+        ]
+        length = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long, device=self.device)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long, device=self.device)
+        for index, row in enumerate(rows):
+            input_ids[index, length - len(row) :] = row
+            attention_mask[index, length - len(row) :] = 1
+        return input_ids, attention_mask
 
 
 class PixelReferChat(PixelReferSimple):
@@ -573,13 +638,13 @@ class PixelReferChat(PixelReferSimple):
 
     is_simple = False
 
-    def _generation_request(self, args: tuple) -> tuple[str, dict[str, Any], int, str, str]:
+    def _generation_request(self, args: tuple) -> Request:
         ctx, _doc_to_messages, gen_kwargs, doc_id, task, split = args
-        return ctx, gen_kwargs, doc_id, task, split
+        return Request(ctx, doc_id, task, split, gen_kwargs=gen_kwargs)
 
-    def _multi_round_request(self, args: tuple) -> tuple[str, dict[str, Any], Callable, int, str, str]:
+    def _multi_round_request(self, args: tuple) -> Request:
         ctx, doc_to_messages, gen_kwargs, doc_id, task, split = args
-        return ctx, gen_kwargs, doc_to_messages, doc_id, task, split
+        return Request(ctx, doc_id, task, split, gen_kwargs=gen_kwargs, next_round=doc_to_messages)
 
     def _next_round(
         self, next_round: Callable, doc: Mapping[str, Any], round_idx: int, outputs: list[str], info: Any

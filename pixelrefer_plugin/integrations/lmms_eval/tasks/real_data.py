@@ -22,7 +22,7 @@ from pixelrefer_plugin.integrations.lmms_eval import protocols
 from pixelrefer_plugin.integrations.lmms_eval.documents import DocumentError
 from pixelrefer_plugin.integrations.lmms_eval.judge import JudgeConfig
 from pixelrefer_plugin.prompts import DLC_BENCH, HC_STVG, LVIS, PACO, VG, VIDEOREFER_BENCH_D, videorefer_bench_q_prompt
-from pixelrefer_plugin.regions import compressed_rle_counts
+from pixelrefer_plugin.region_masks import compressed_rle_counts
 
 logger = logging.getLogger(__name__)
 

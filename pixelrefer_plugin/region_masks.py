@@ -1,5 +1,5 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""User-facing region inputs (mask, RLE, polygon, box, point) turned into validated binary masks.
+"""Region dicts as users write them (mask, RLE, polygon, box, point) turned into validated binary masks.
 
 A region is a dict with exactly one of the keys in `REGION_KINDS` plus optional keys in `REGION_OPTIONS`:
 
@@ -13,125 +13,31 @@ A region is a dict with exactly one of the keys in `REGION_KINDS` plus optional 
   image (the model sees the neighbourhood of the point, not a segmented object).
 
 `score` is metadata the processor ignores (the segmenter's predicted IoU of a mask it made from a click or a box,
-see `pixelrefer_plugin/segmentation`). `image` (default 0) selects which image of the sample the region lies on. On a video, `frame` gives the frame number
-the region lies on (and `video`, default 0, which video of the sample). PixelRefer-Lite also takes an object over
-several frames: `{"frames": {frame: {"mask": ...}, other_frame: {"box": ...}}, "video": 0}`. Any other key is an error,
-so a typo such as `bbox` never passes silently.
+see `pixelrefer_plugin/segmentation`). `image` (default 0) selects which image of the sample the region lies on. On a
+video, `frame` gives the frame number the region lies on (and `video`, default 0, which video of the sample).
+PixelRefer-Lite also takes an object over several frames: `{"frames": {frame: {"mask": ...}, other_frame: {"box":
+...}}, "video": 0}`. Any other key is an error, so a typo such as `bbox` never passes silently.
+
+This file is part of the exported model code: it imports only numpy, torch, pycocotools (inside functions) and its
+sibling files.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import ImageInputError, PixelReferInputError, RegionInputError
+from .errors import RegionInputError
+from .image_loading import format_size
 
 REGION_KINDS = ("mask", "rle", "polygon", "box", "point")
 REGION_OPTIONS = ("box_format", "image", "video", "frame", "score")
 TRACK_KEY = "frames"
 BOX_FORMATS = ("xyxy", "xywh")
-
-
-def format_size(size: tuple[int, int]) -> str:
-    """An image size `(height, width)` as user-facing messages write it: `160x128 (width x height)`."""
-    height, width = size
-    return f"{width}x{height} (width x height)"
-
-
-def load_image(image: Any, sample_index: int | None = None, image_index: int | None = None) -> np.ndarray:
-    """Read a PIL image, path, numpy array `(H, W[, 1|3|4])` or torch tensor `(H, W, 3)` / `(3, H, W)` as uint8
-    `(H, W, 3)`.
-
-    Pixel values: uint8 as they are; 16-bit (uint16 arrays, 16-bit PNGs) scaled to 8 bits (`round(v / 257)`, so
-    65535 is 255); other integers must lie in 0..255; floats in [0, 1] are scaled by 255, floats in [0, 255] taken as
-    they are. NaN, infinite, negative or larger values are refused, never clipped.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if path.is_dir():
-            raise ImageInputError(f"{str(image)!r} is a folder; expected an image file", sample_index, image_index)
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                image = _pil_pixels(opened)
-        except (OSError, UnidentifiedImageError) as error:
-            raise ImageInputError(
-                f"cannot read image file {str(image)!r} ({error})", sample_index, image_index
-            ) from None
-    if isinstance(image, Image.Image):
-        image = _pil_pixels(image)
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu()
-        if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3, 4):
-            image = image.permute(1, 2, 0)
-        image = image.float().numpy() if image.dtype in (torch.bfloat16, torch.float16) else image.numpy()
-    if not isinstance(image, np.ndarray):
-        raise ImageInputError(
-            f"expected a PIL image, a path, a numpy array or a torch tensor, got {type(image).__name__}",
-            sample_index,
-            image_index,
-        )
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or image.shape[0] == 0 or image.shape[1] == 0:
-        raise ImageInputError(
-            f"expected an array of shape (H, W, 3), got shape {tuple(image.shape)}", sample_index, image_index
-        )
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    return np.ascontiguousarray(_as_uint8(image[..., :3], sample_index, image_index))
-
-
-def _pil_pixels(image: Any) -> np.ndarray:
-    """The pixels of a PIL image: 16-bit grey images as uint16 `(H, W)`, 32-bit integer / float grey images as they
-    are (checked by [`_as_uint8`]), everything else as uint8 `(H, W, 3)`."""
-    if image.mode.startswith("I;16"):
-        return np.asarray(image).astype(np.uint16)
-    if image.mode in ("I", "F"):
-        return np.asarray(image)
-    return np.array(image.convert("RGB"), dtype=np.uint8)
-
-
-def _as_uint8(image: np.ndarray, sample_index: int | None, image_index: int | None) -> np.ndarray:
-    """8-bit pixels of an `(H, W, 3)` array, as [`load_image`] documents; refuses values it would have to clip."""
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype == np.uint16:
-        return np.rint(image / 257.0).astype(np.uint8)
-    if image.dtype == np.bool_ or not (
-        np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
-    ):
-        raise ImageInputError(
-            f"pixels of dtype {image.dtype} are not supported; expected uint8, uint16 or float values",
-            sample_index,
-            image_index,
-        )
-    if np.issubdtype(image.dtype, np.floating):
-        finite = np.isfinite(image)
-        if not finite.all():
-            raise ImageInputError(
-                f"the image holds {int((~finite).sum())} NaN or infinite value(s); expected finite pixel values",
-                sample_index,
-                image_index,
-            )
-    low, high = float(image.min()), float(image.max())
-    if low < 0 or high > 255:
-        depth = "floats in [0, 1] or [0, 255]" if np.issubdtype(image.dtype, np.floating) else "integers in 0..255"
-        raise ImageInputError(
-            f"pixel values span [{low:g}, {high:g}]; expected {depth} (or a uint16 array for 16-bit images)",
-            sample_index,
-            image_index,
-        )
-    if np.issubdtype(image.dtype, np.floating) and high <= 1.0:
-        image = image * 255.0
-    return np.rint(image).astype(np.uint8)
 
 
 def region_kind(region: Any, sample_index: int, region_index: int, options: tuple[str, ...] = REGION_OPTIONS) -> str:
@@ -231,12 +137,7 @@ def region_to_mask(
     elif kind == "polygon":
         mask = _mask_from_polygon(value, image_size, sample_index, region_index)
     elif kind == "box":
-        box_format = region.get("box_format", "xyxy")
-        if box_format not in BOX_FORMATS:
-            raise RegionInputError(
-                f"box_format must be one of {BOX_FORMATS}, got {box_format!r}", sample_index, region_index
-            )
-        mask = _mask_from_box(value, box_format, image_size, sample_index, region_index)
+        mask = _mask_from_box(box_corners(region, image_size, sample_index, region_index), image_size)
     else:
         mask = _mask_from_point(value, image_size, point_size, sample_index, region_index)
     if not mask.any():
@@ -248,7 +149,9 @@ def region_to_mask(
     return mask
 
 
-def _numbers(value: Any, count: int | None, what: str, sample_index: int, region_index: int) -> list[float]:
+def parse_numbers(value: Any, count: int | None, what: str, sample_index: int, region_index: int) -> list[float]:
+    """`value` (a list, tuple, numpy array or tensor) as `count` finite floats (any number when `count` is None);
+    a `RegionInputError` naming `what` otherwise."""
     if isinstance(value, (np.ndarray, torch.Tensor)):
         value = value.tolist()
     if not isinstance(value, (list, tuple)) or (count is not None and len(value) != count):
@@ -307,7 +210,7 @@ def _mask_from_rle(value: Any, image_size: tuple[int, int], sample_index: int, r
         raise RegionInputError(
             'rle must be a COCO RLE dict {"size": [H, W], "counts": ...}', sample_index, region_index
         )
-    size = _numbers(value["size"], 2, "rle size", sample_index, region_index)
+    size = parse_numbers(value["size"], 2, "rle size", sample_index, region_index)
     rle_height, rle_width = int(size[0]), int(size[1])
     if (rle_height, rle_width) != tuple(image_size):
         raise RegionInputError(
@@ -383,7 +286,7 @@ def _mask_from_polygon(value: Any, image_size: tuple[int, int], sample_index: in
     rings = [value] if not isinstance(value[0], (list, tuple, np.ndarray)) else list(value)
     checked = []
     for ring_index, ring in enumerate(rings):
-        numbers = _numbers(ring, None, f"polygon ring {ring_index}", sample_index, region_index)
+        numbers = parse_numbers(ring, None, f"polygon ring {ring_index}", sample_index, region_index)
         if len(numbers) < 6 or len(numbers) % 2:
             raise RegionInputError(
                 f"polygon ring {ring_index} has {len(numbers)} numbers; expected an even count of at least 6 "
@@ -397,10 +300,17 @@ def _mask_from_polygon(value: Any, image_size: tuple[int, int], sample_index: in
     return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
 
 
-def _mask_from_box(
-    value: Any, box_format: str, image_size: tuple[int, int], sample_index: int, region_index: int
-) -> np.ndarray:
-    x0, y0, a, b = _numbers(value, 4, f"box ({box_format})", sample_index, region_index)
+def box_corners(
+    region: Mapping[str, Any], image_size: tuple[int, int], sample_index: int, region_index: int
+) -> tuple[float, float, float, float]:
+    """The `(x0, y0, x1, y1)` corners of a box region (`box`, `box_format`), checked to be non-empty and to lie inside
+    an `image_size = (H, W)` image."""
+    value, box_format = region["box"], region.get("box_format", "xyxy")
+    if box_format not in BOX_FORMATS:
+        raise RegionInputError(
+            f"box_format must be one of {BOX_FORMATS}, got {box_format!r}", sample_index, region_index
+        )
+    x0, y0, a, b = parse_numbers(value, 4, f"box ({box_format})", sample_index, region_index)
     x1, y1 = (x0 + a, y0 + b) if box_format == "xywh" else (a, b)
     height, width = image_size
     if x1 <= x0 or y1 <= y0:
@@ -414,6 +324,12 @@ def _mask_from_box(
             sample_index,
             region_index,
         )
+    return x0, y0, x1, y1
+
+
+def _mask_from_box(corners: tuple[float, float, float, float], image_size: tuple[int, int]) -> np.ndarray:
+    """The pixels a box covers: every pixel the `(x0, y0, x1, y1)` rectangle touches."""
+    x0, y0, x1, y1 = corners
     mask = np.zeros(image_size, dtype=bool)
     mask[int(math.floor(y0)) : int(math.ceil(y1)), int(math.floor(x0)) : int(math.ceil(x1))] = True
     return mask
@@ -422,7 +338,7 @@ def _mask_from_box(
 def _mask_from_point(
     value: Any, image_size: tuple[int, int], point_size: int, sample_index: int, region_index: int
 ) -> np.ndarray:
-    x, y = _numbers(value, 2, "point", sample_index, region_index)
+    x, y = parse_numbers(value, 2, "point", sample_index, region_index)
     height, width = image_size
     if not (0 <= x < width and 0 <= y < height):
         raise RegionInputError(
@@ -444,12 +360,9 @@ __all__ = [
     "REGION_KINDS",
     "REGION_OPTIONS",
     "TRACK_KEY",
-    "ImageInputError",
-    "PixelReferInputError",
-    "RegionInputError",
+    "box_corners",
     "compressed_rle_counts",
-    "format_size",
-    "load_image",
+    "parse_numbers",
     "region_kind",
     "region_parts",
     "region_to_mask",

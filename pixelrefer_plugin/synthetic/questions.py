@@ -1,9 +1,10 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""Synthetic region questions: scenes and short clips of coloured shapes, and questions whose answer depends on which
-object a `<region>` refers to.
+"""Synthetic region questions about scenes and clips of coloured shapes, whose answer depends on which object a
+`<region>` refers to.
 
-One generator feeds both the demo's training data (`training/synthetic.py`, published JSON layout) and its held-out
-lmms-eval task (`pixelrefer_synthetic`); the two use different seeds, so evaluation scenes are never trained on.
+One generator feeds the demo's training data (`training/synthetic.py`, published JSON layout) and its held-out
+lmms-eval task (`pixelrefer_synthetic`, `integrations/lmms_eval/fixtures.py`); the two use different seeds, so
+evaluation scenes are never trained on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scenes import COLOURS, SHAPES, SceneObject, make_scene, shape_mask
+from .clips import make_clip
+from .scenes import COLOURS, SHAPES, SceneObject, make_scene
 
 QUESTION_KINDS = ("colour", "shape", "larger")
 QUESTIONS = {
@@ -26,6 +28,8 @@ ANSWERS = {"colour": tuple(COLOURS), "shape": SHAPES, "larger": ("first", "secon
 MIN_AREA_RATIO = 1.5
 # The seed that starts the held-out scenes; training data uses seeds below it.
 HELD_OUT_SEED = 1_000_003
+# The number of documents of the held-out task.
+HELD_OUT_DOCUMENTS = 96
 
 
 def chance_accuracy(kind: str) -> float:
@@ -80,49 +84,6 @@ def ask(rng: np.random.Generator, kind: str, objects: Sequence[SceneObject]) -> 
     return "second", [smaller, larger]
 
 
-def make_clip(
-    rng: np.random.Generator, size: tuple[int, int] = (96, 128), num_objects: int = 2, num_frames: int = 4
-) -> tuple[list[np.ndarray], list[list[SceneObject]]]:
-    """A clip of `num_objects` shapes moving in straight lines without touching.
-
-    Returns the `(H, W, 3)` uint8 frames and, per frame, the objects with their masks on that frame.
-    """
-    height, width = size
-    while True:
-        paths = []
-        for _ in range(num_objects):
-            radius = int(rng.integers(10, 22))
-            shape = SHAPES[int(rng.integers(len(SHAPES)))]
-            colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
-            start = np.array([rng.integers(radius, width - radius), rng.integers(radius, height - radius)], float)
-            velocity = rng.uniform(-6, 6, size=2)
-            paths.append((shape, colour, radius, start, velocity))
-        per_frame = []
-        for t in range(num_frames):
-            objects, occupied = [], np.zeros(size, dtype=bool)
-            for shape, colour, radius, start, velocity in paths:
-                x, y = start + t * velocity
-                x, y = int(np.clip(x, radius, width - 1 - radius)), int(np.clip(y, radius, height - 1 - radius))
-                mask = shape_mask(shape, size, (x, y), radius)
-                if (mask & occupied).any():
-                    break
-                occupied |= mask
-                objects.append(SceneObject(shape=shape, colour=colour, mask=mask))
-            else:
-                per_frame.append(objects)
-                continue
-            break
-        if len(per_frame) == num_frames:
-            break
-    frames = []
-    for objects in per_frame:
-        frame = np.full((height, width, 3), 245, dtype=np.uint8)
-        for obj in objects:
-            frame[obj.mask] = COLOURS[obj.colour]
-        frames.append(frame)
-    return frames, per_frame
-
-
 def generate_samples(
     count: int,
     seed: int,
@@ -159,59 +120,7 @@ def generate_samples(
         yield SyntheticSample(kind, QUESTIONS[kind], answer, [image], [objects[i].mask for i in referred])
 
 
-def write_clip(path, frames: Sequence[np.ndarray], fps: int = 2) -> None:
-    """Write `(H, W, 3)` uint8 frames as an H.264 MP4 with PyAV (lossy: masks are given on the source frames)."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-HELD_OUT_DOCUMENTS = 96
-
-
 def held_out_samples(count: int = HELD_OUT_DOCUMENTS, seed: int = HELD_OUT_SEED) -> list[SyntheticSample]:
     """The held-out task's samples, in document order: all three question kinds, about a quarter of the colour /
     shape ones on clips."""
     return list(generate_samples(count, seed, kinds=QUESTION_KINDS, video_fraction=0.25))
-
-
-def write_held_out_documents(folder, count: int = HELD_OUT_DOCUMENTS, seed: int = HELD_OUT_SEED):
-    """Write the held-out task's documents (`synthetic.jsonl`, docs/evaluation.md schema) and their PNG / MP4 files
-    into `folder`; returns the JSONL path."""
-    import json
-    from pathlib import Path
-
-    from PIL import Image
-
-    from ..training.synthetic import encode_rle
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for index, sample in enumerate(held_out_samples(count, seed)):
-        doc = {"id": f"synthetic-{index}", "kind": sample.kind, "answer": sample.answer, "options": []}
-        if sample.is_video:
-            path = folder / f"synthetic_{index}.mp4"
-            write_clip(path, sample.frames)
-            regions = [{"rle": encode_rle(mask), "frame": sample.frame} for mask in sample.masks]
-            doc.update(
-                image=None, video=str(path), prompt={"full": "<video>\n" + sample.question, "lite": sample.question}
-            )
-        else:
-            path = folder / f"synthetic_{index}.png"
-            Image.fromarray(sample.frames[0]).save(path)
-            regions = [{"rle": encode_rle(mask)} for mask in sample.masks]
-            doc.update(image=str(path), video=None, prompt={"full": sample.question, "lite": sample.question})
-        doc["regions"] = json.dumps(regions)
-        lines.append(json.dumps(doc) + "\n")
-    path = folder / "synthetic.jsonl"
-    path.write_text("".join(lines))
-    return path

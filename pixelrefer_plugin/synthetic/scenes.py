@@ -19,6 +19,8 @@ SHAPES = ("square", "circle", "triangle")
 
 @dataclass(frozen=True)
 class SceneObject:
+    """One shape of a scene: its `shape` (`SHAPES`), `colour` (a key of `COLOURS`) and `(H, W)` bool `mask`."""
+
     shape: str
     colour: str
     mask: np.ndarray  # (H, W) bool
