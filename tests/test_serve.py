@@ -21,10 +21,10 @@ from pycocotools import mask as mask_utils
 from random_checkpoints import build_checkpoint
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from pixelrefer_plugin.demo.scenes import make_scene
 from pixelrefer_plugin.describe import describe_prompt
 from pixelrefer_plugin.serving import EngineSettings, RequestLimits, ServerSettings, create_app
 from pixelrefer_plugin.serving.media import MediaLimits
+from pixelrefer_plugin.synthetic import make_scene
 
 MAX_TOKENS = 8
 
@@ -204,6 +204,7 @@ def test_concurrent_requests_are_batched_and_answer_as_one_by_one(make_app, chec
     assert answers == expected
     stats = app.state.engine.stats
     assert stats.batches == 1 and stats.largest_batch == 6
+    assert app.state.cache.stats.prefix_misses == 0  # two images: no prefix shared by every row, the plain batch ran
 
 
 def vision_encoder_calls(checkpoint) -> list[int]:
@@ -216,29 +217,99 @@ def vision_encoder_calls(checkpoint) -> list[int]:
     return calls, handle
 
 
+def language_model_reads(checkpoint) -> list[tuple[int, int]]:
+    """`(rows, tokens)` the language model reads, one entry per forward pass (a hook on the module itself)."""
+    model = loaded(checkpoint)[0]
+    reads: list[tuple[int, int]] = []
+    handle = model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: reads.append(tuple(kwargs["inputs_embeds"].shape[:2])), with_kwargs=True
+    )
+    return reads, handle
+
+
+def scene_and_crop_patches(checkpoint, image, region: dict) -> tuple[int, int]:
+    inputs = loaded(checkpoint)[1](text="<image><region>", images=image, regions=[region])
+    return int(inputs["image_grid_thw"].prod()), int(inputs["region_grid_thw"].prod())
+
+
 def test_second_question_about_an_image_skips_the_vision_encoder(make_app, checkpoint, scene):
     image, objects = scene
+    box, point = {"box": list(objects[0].box)}, {"point": [5, 5]}
+    scene_patches, box_patches = scene_and_crop_patches(checkpoint, image, box)
     app = make_app()
     calls, handle = vision_encoder_calls(checkpoint)
     try:
         url = data_url(image)
-        first = content(call(app, body(url, "What is <region>?", [{"box": list(objects[0].box)}]))[0])
-        assert len(calls) == 1  # scene image and crop in one packed pass
-        second = content(call(app, body(url, "Describe <region> in detail.", [{"box": list(objects[0].box)}]))[0])
-        assert len(calls) == 1  # nothing encoded: image and crop came from the cache
-        third = content(call(app, body(url, "What is <region>?", [{"point": [5, 5]}]))[0])
+        first = content(call(app, body(url, "What is <region>?", [box]))[0])
+        assert calls == [scene_patches, box_patches]  # the scene with the prompt prefix, then the crop
+        second = content(call(app, body(url, "Describe <region> in detail.", [box]))[0])
+        assert len(calls) == 2  # nothing encoded: image and crop came from the cache
+        third = content(call(app, body(url, "What is <region>?", [point]))[0])
     finally:
         handle.remove()
+    assert calls[2:] == [scene_and_crop_patches(checkpoint, image, point)[1]]  # a new region: only its crop
+    assert first == reference_answer(checkpoint, image, [box], "What is <region>?")
+    assert second == reference_answer(checkpoint, image, [box], "Describe <region> in detail.")
+    assert third == reference_answer(checkpoint, image, [point], "What is <region>?")
+    cache = call_get(app, "/health")["cache"]
+    assert (cache["misses"], cache["hits"], cache["encoded_images"]) == (3, 1, 3)  # scene, box crop, point crop
+
+
+def test_second_question_about_an_image_skips_its_preprocessing(make_app, checkpoint, scene):
+    image, objects = scene
+    app = make_app()
+    url = data_url(image)
+    regions = [[{"box": list(objects[0].box)}], [{"box": list(objects[1].box)}]]
+    call(app, body(url, "What is <region>?", regions[0]))
+    stats = app.state.cache.stats
+    assert (stats.patch_misses, stats.patch_hits, stats.preprocessed_images) == (2, 0, 2)  # scene, crop
+    answer = content(call(app, body(url, "What is <region>?", regions[1]))[0])
+    assert (stats.patch_misses, stats.patch_hits, stats.preprocessed_images) == (3, 1, 3)  # only the new crop
+    assert answer == reference_answer(checkpoint, image, regions[1], "What is <region>?")
+
+
+def test_batch_about_one_image_preprocesses_it_once(make_app, checkpoint, scene):
+    image, objects = scene
+    app = make_app(EngineSettings(max_batch_size=8, batch_wait=0.5))
+    url = data_url(image)
+    regions = [[{"box": list(obj.box)}] for obj in objects]
+    answers = [content(r) for r in call(app, *(body(url, "What is <region>?", region) for region in regions))]
+    assert app.state.engine.stats.largest_batch == len(objects)
+    assert app.state.cache.stats.preprocessed_images == 1 + len(objects)  # the scene once, each crop
+    assert answers == [reference_answer(checkpoint, image, region, "What is <region>?") for region in regions]
+
+
+def test_rows_about_one_image_read_its_prompt_prefix_once(make_app, checkpoint, scene):
+    image, objects = scene
+    questions = ["What is <region>?", "Describe <region> in detail.", "Where is <region>?"]
+    regions = [[{"box": list(obj.box)}] for obj in objects]
+    expected = [reference_answer(checkpoint, image, r, q) for r, q in zip(regions, questions, strict=True)]
     processor = loaded(checkpoint)[1]
-    crop = processor(text="<image><region>", images=image, regions=[{"point": [5, 5]}])
-    assert calls[1:] == [int(crop["region_grid_thw"].prod())]  # a new region: only its crop is encoded
-    assert first == reference_answer(checkpoint, image, [{"box": list(objects[0].box)}], "What is <region>?")
-    assert second == reference_answer(
-        checkpoint, image, [{"box": list(objects[0].box)}], "Describe <region> in detail."
-    )
-    assert third == reference_answer(checkpoint, image, [{"point": [5, 5]}], "What is <region>?")
-    health = call_get(app, "/health")
-    assert health["cache"]["hits"] == 3 and health["cache"]["encoded_images"] == 3
+    lengths = [
+        processor(text=describe_prompt(processor, q, False), images=image, regions=r)["input_ids"].shape[1]
+        for r, q in zip(regions, questions, strict=True)
+    ]
+    app = make_app(EngineSettings(max_batch_size=8, batch_wait=0.5))
+    url = data_url(image)
+    reads, handle = language_model_reads(checkpoint)
+    try:
+        answers = [content(r) for r in call(app, *(body(url, q, r) for r, q in zip(regions, questions, strict=True)))]
+        prefix = app.state.cache.stats.prefix_tokens
+        (rows, prefix_read), (_, rest_read) = reads[:2]
+        assert (rows, prefix_read) == (1, prefix)  # the shared prefix once, for one row
+        assert rest_read == max(lengths) - prefix  # then each row from where the prefix ends
+        assert prefix > int(processor(text="<image>", images=image)["image_grid_thw"].prod())  # the scene's tokens
+        del reads[:]
+        again = content(call(app, body(url, "What colour is <region>?", regions[0]))[0])
+    finally:
+        handle.remove()
+    assert answers == expected
+    stats = app.state.cache.stats
+    assert (stats.prefix_misses, stats.prefix_hits) == (1, 1)
+    question = describe_prompt(processor, "What colour is <region>?", False)
+    length = processor(text=question, images=image, regions=regions[0])["input_ids"].shape[1]
+    assert reads[0] == (1, length - prefix)  # another question later: its prefix comes from the cache
+    assert again == reference_answer(checkpoint, image, regions[0], "What colour is <region>?")
 
 
 def test_cache_is_bounded_in_bytes(make_app, scene):

@@ -22,9 +22,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from .cache import CachedVisionEncoder, FeatureCache
+from .cache import CachedImageProcessor, CachedVisionEncoder, FeatureCache
 from .engine import BatchingEngine, EngineSettings, Event, PendingRequest, timeout_error
 from .errors import RequestError
+from .prefix import SharedPrefix
 from .protocol import ChatRequest, RequestLimits, parse_request
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ class ServerSettings:
         engine: batch size, batch wait, per-request timeout.
         limits: media limits (image pixels, local media folder) and `max_tokens` bounds.
         max_body_bytes: largest request body (413 above).
-        cache_bytes: size of the same-image cache of vision features (0 disables it).
+        cache_bytes: size of the same-image cache of preprocessed images, vision features and prompt prefixes
+            (0 disables it).
     """
 
     model_id: str = "pixelrefer"
@@ -55,54 +57,27 @@ class ServerSettings:
 
 def create_app(model: Any, processor: Any, settings: ServerSettings | None = None, segmenter: Any = None) -> FastAPI:
     """The server's ASGI app, its batching worker started. `app.state.engine` / `app.state.cache` hold the worker and
-    the feature cache (their counters are what `GET /health` reports); the worker stops at the app's shutdown.
+    the same-image cache of preprocessed images, vision features and prompt prefixes (their counters are what
+    `GET /health` reports); the worker stops at the app's shutdown.
 
     With a `segmenter` (a `pixelrefer_plugin.segmentation.RegionSegmenter`), point and box regions become the masks
     it finds for them (the web page's clicks become object masks)."""
     settings = settings or ServerSettings()
     cache = FeatureCache(settings.cache_bytes)
+    served_processor = processor
     if settings.cache_bytes > 0:
         CachedVisionEncoder.install(model, cache)
-    engine = BatchingEngine(model, processor, settings.engine)
+        served_processor = CachedImageProcessor.install(processor, cache)
+    prefix = SharedPrefix(model, cache, processor.tokenizer.pad_token_id or 0)  # without a cache: once per batch
+    engine = BatchingEngine(model, served_processor, settings.engine, prefix)
     engine.start()
 
     app = FastAPI(title="PixelRefer", on_shutdown=[engine.stop])
     app.state.engine, app.state.cache, app.state.settings = engine, cache, settings
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
-    @app.exception_handler(RequestError)
-    async def request_error(request: Request, error: RequestError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status)
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, error: Exception) -> JSONResponse:
-        logger.exception("unexpected error on %s", request.url.path)
-        return JSONResponse(RequestError(500, "internal server error").body(), status_code=500)
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page() -> str:
-        return (STATIC / "index.html").read_text()
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        status = "ok" if engine.alive else "worker stopped"
-        return JSONResponse(
-            {
-                "status": status,
-                "model": settings.model_id,
-                "variant": processor.variant,
-                "segmenter": segmenter is not None,
-                "waiting": engine.waiting,
-                "engine": asdict(engine.stats),
-                "cache": {**asdict(cache.stats), "entries": len(cache), "bytes": cache.bytes},
-            },
-            status_code=200 if engine.alive else 503,
-        )
-
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        entry = {"id": settings.model_id, "object": "model", "created": 0, "owned_by": "pixelrefer"}
-        return {"object": "list", "data": [entry]}
+    _add_error_handlers(app)
+    _add_info_routes(app, processor.variant, segmenter is not None)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -130,6 +105,49 @@ def create_app(model: Any, processor: Any, settings: ServerSettings | None = Non
             chat.close()
 
     return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Request errors as OpenAI-style JSON with their status; anything unexpected as a logged 500."""
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, error: RequestError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s", request.url.path)
+        return JSONResponse(RequestError(500, "internal server error").body(), status_code=500)
+
+
+def _add_info_routes(app: FastAPI, variant: str, has_segmenter: bool) -> None:
+    """`/` (the web page), `/health` (status and counters) and `/v1/models`."""
+    engine, cache, settings = app.state.engine, app.state.cache, app.state.settings
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return (STATIC / "index.html").read_text()
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        status = "ok" if engine.alive else "worker stopped"
+        return JSONResponse(
+            {
+                "status": status,
+                "model": settings.model_id,
+                "variant": variant,
+                "segmenter": has_segmenter,
+                "waiting": engine.waiting,
+                "engine": asdict(engine.stats),
+                "cache": {**asdict(cache.stats), "entries": len(cache), "bytes": cache.bytes},
+            },
+            status_code=200 if engine.alive else 503,
+        )
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        entry = {"id": settings.model_id, "object": "model", "created": 0, "owned_by": "pixelrefer"}
+        return {"object": "list", "data": [entry]}
 
 
 async def _read_json(request: Request, limit: int) -> Any:

@@ -4,9 +4,10 @@
 One worker thread owns the model. It takes the oldest waiting request, waits up to `batch_wait` seconds for up to
 `max_batch_size - 1` more that decode the same way (greedy requests together; sampled ones with the same temperature
 and top-p; a request with a seed alone, so that its seed decides its answer), runs the processor on them as one batch
-and calls `generate()` once. A streamer hands each row's new tokens to its request; a stopping criterion ends a row
-when its request reached `max_tokens` or a `stop` string, was cancelled (client gone) or timed out, so a finished row
-never holds the others back and never sees their tokens. A bad request in a batch (the processor refuses it) gets
+and calls `generate()` once (after running the prompt prefix the rows share once, `prefix.py`). A streamer hands each
+row's new tokens to its request, one event-loop wake-up per decoding step; a stopping criterion ends a row when its
+request reached `max_tokens` or a `stop` string, was cancelled (client gone) or timed out, so a finished row never
+holds the others back and never sees their tokens. A bad request in a batch (the processor refuses it) gets
 its error alone; the others run.
 """
 
@@ -26,6 +27,7 @@ from transformers import StoppingCriteria
 
 from ..errors import PixelReferInputError
 from .errors import RequestError
+from .prefix import SharedPrefix
 from .protocol import ChatRequest
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ class EngineSettings:
 
 @dataclass
 class EngineStats:
-    """Counters reported by `GET /health`."""
+    """Counters reported by `GET /health`; `*_seconds` are the worker's wall time in the processor, in the shared
+    prompt prefix and in `generate()`, summed over batches."""
 
     requests: int = 0
     batches: int = 0
@@ -52,6 +55,9 @@ class EngineStats:
     cancelled: int = 0
     timed_out: int = 0
     failed: int = 0
+    processor_seconds: float = 0.0
+    prefix_seconds: float = 0.0
+    generate_seconds: float = 0.0
 
 
 @dataclass
@@ -102,6 +108,21 @@ class PendingRequest:
         return self.deadline is not None and now > self.deadline
 
 
+def send_all(outbox: list[tuple[PendingRequest, Event]]) -> None:
+    """Deliver the events of several requests with one wake-up of each event loop they live on (not one per event:
+    on a small CPU the wake-ups of 8 rows x every token cost as much as the decoding)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[PendingRequest, Event]]] = {}
+    for pending, event in outbox:
+        by_loop.setdefault(pending.loop, []).append((pending, event))
+    for loop, events in by_loop.items():
+        loop.call_soon_threadsafe(_put_all, events)
+
+
+def _put_all(events: list[tuple[PendingRequest, Event]]) -> None:
+    for pending, event in events:
+        pending.events.put_nowait(event)
+
+
 class _Row:
     """Decoding state of one request in a running batch."""
 
@@ -130,6 +151,7 @@ class BatchStreamer:
         self.rows = rows
         self.eos_token_ids = eos_token_ids
         self._prompt_seen = False
+        self._outbox: list[tuple[PendingRequest, Event]] = []  # the events of one decoding step, sent together
 
     def put(self, value: torch.Tensor) -> None:
         if not self._prompt_seen:  # generate() first passes the prompt
@@ -145,11 +167,18 @@ class BatchStreamer:
             self._emit(row)
             if not row.done and len(row.tokens) >= row.pending.request.options.max_tokens:
                 self._finish(row, "length")
+        self._flush()
 
     def end(self) -> None:
         for row in self.rows:
             if not row.done:
                 self._finish(row, "length")
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._outbox:
+            send_all(self._outbox)
+            self._outbox = []
 
     def _text(self, row: _Row) -> tuple[str, bool]:
         """The row's answer so far and whether a stop string ended it."""
@@ -162,7 +191,7 @@ class BatchStreamer:
         text, stopped = self._text(row)
         ready = text.rstrip() if final or stopped else _settled(text, row.pending.request.options.stop)
         if len(ready) > row.sent:
-            row.pending.send(Event("delta", text=ready[row.sent :]))
+            self._outbox.append((row.pending, Event("delta", text=ready[row.sent :])))
             row.sent = len(ready)
         if stopped and not row.done:
             self._finish(row, "stop")
@@ -171,9 +200,8 @@ class BatchStreamer:
         row.finish_reason = reason
         if reason in ("stop", "length"):
             self._emit(row, final=True)
-        row.pending.send(
-            Event("done", finish_reason=reason, prompt_tokens=row.prompt_tokens, completion_tokens=len(row.tokens))
-        )
+        done = Event("done", finish_reason=reason, prompt_tokens=row.prompt_tokens, completion_tokens=len(row.tokens))
+        self._outbox.append((row.pending, done))
 
 
 def _settled(text: str, stops: tuple[str, ...]) -> str:
@@ -222,12 +250,14 @@ class BatchingEngine:
         model: a PixelRefer model in eval mode.
         processor: its processor.
         settings: batch size, batch wait and timeout.
+        prefix: runs the prompt prefix the rows of a batch share once (None: every row reads its whole prompt).
     """
 
-    def __init__(self, model: Any, processor: Any, settings: EngineSettings):
+    def __init__(self, model: Any, processor: Any, settings: EngineSettings, prefix: SharedPrefix | None = None):
         self.model = model
         self.processor = processor
         self.settings = settings
+        self.prefix = prefix
         self.stats = EngineStats()
         eos = model.generation_config.eos_token_id
         self.eos_token_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -313,7 +343,9 @@ class BatchingEngine:
         return live
 
     def _run(self, batch: list[PendingRequest]) -> None:
+        start = time.perf_counter()
         inputs, batch = self._inputs(batch)
+        self.stats.processor_seconds += time.perf_counter() - start
         if not batch:
             return
         self.stats.batches += 1
@@ -321,8 +353,7 @@ class BatchingEngine:
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
         rows = [_Row(pending, int(n)) for pending, n in zip(batch, prompt_tokens, strict=True)]
-        for pending in batch:
-            pending.send(Event("started"))
+        send_all([(pending, Event("started")) for pending in batch])
         options = batch[0].request.options
         sampling: dict[str, Any] = {"do_sample": False}
         if not options.greedy:
@@ -330,15 +361,22 @@ class BatchingEngine:
             if options.seed is not None:
                 torch.manual_seed(options.seed)
         streamer = BatchStreamer(self.processor.tokenizer, rows, self.eos_token_ids)
+        start = time.perf_counter()
+        inputs = inputs.to(self.model.device)
+        if self.prefix is not None:
+            inputs = self.prefix.generate_inputs(inputs)
+        self.stats.prefix_seconds += time.perf_counter() - start
+        start = time.perf_counter()
         with torch.inference_mode():
             self.model.generate(
-                **inputs.to(self.model.device),
+                **inputs,
                 max_new_tokens=max(pending.request.options.max_tokens for pending in batch),
                 num_beams=1,
                 streamer=streamer,
                 stopping_criteria=[RowStops(rows, self.stats)],
                 **sampling,
             )
+        self.stats.generate_seconds += time.perf_counter() - start
 
     def _inputs(self, batch: list[PendingRequest]) -> tuple[Any, list[PendingRequest]]:
         """The processor's inputs of the batch; a request the processor refuses gets its 400 and leaves the batch."""
