@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .arguments import add_device_arguments
 from .errors import FlagError
 
 if TYPE_CHECKING:
@@ -80,15 +81,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--save-overlay", metavar="PNG", help="write the image (or frame) with the region outlined")
     parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N", help="most tokens to generate (128)")
-    parser.add_argument(
-        "--device", metavar="D", help="cuda, cuda:1, cpu, ... (default: CUDA if available, else the CPU)"
-    )
-    parser.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "float32", "bfloat16", "float16"),
-        help="auto (default): bfloat16 on a GPU that supports it, else float32",
-    )
+    add_device_arguments(parser)
     parser.set_defaults(run=run)
 
 

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .arguments import add_device_arguments
 from .errors import FlagError
 
 if TYPE_CHECKING:
@@ -58,15 +59,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--media-root", metavar="DIR", help="folder whose files requests may name by path (default: data URLs only)"
     )
-    parser.add_argument(
-        "--device", metavar="D", help="cuda, cuda:1, cpu, ... (default: CUDA if available, else the CPU)"
-    )
-    parser.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "float32", "bfloat16", "float16"),
-        help="auto (default): bfloat16 on a GPU that supports it, else float32",
-    )
+    add_device_arguments(parser)
     parser.set_defaults(run=run)
 
 

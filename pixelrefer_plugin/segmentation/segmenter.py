@@ -28,6 +28,7 @@ import torch
 from ..errors import PixelReferInputError, RegionInputError
 from ..image_loading import load_image
 from ..region_masks import TRACK_KEY, region_parts, region_to_mask
+from ..runtime import resolve_device
 from ..video_decoding import load_video
 from .checkpoints import resolve_segmenter
 from .clicks import NEGATIVE_KEY, PROMPT_KINDS, Clicks, describe_prompt, is_prompt, parse_clicks
@@ -102,7 +103,7 @@ class RegionSegmenter:
 
         Args:
             name_or_path: folder, hub id or segmenter preset name.
-            device: default CUDA when available, else the CPU.
+            device: as `runtime.resolve_device`: default the best available; an unavailable one is an error.
             dtype: weights and activations (float32 by default).
             local_files_only: never reach the hub (also `HF_HUB_OFFLINE=1`).
 
@@ -125,6 +126,7 @@ class RegionSegmenter:
                 f"{str(name_or_path)!r} is a {config.model_type!r} checkpoint; expected a SAM 2 checkpoint "
                 f"(model_type one of {sorted(MODEL_CLASSES)})",
             )
+        device = resolve_device(device)  # the one device policy: auto picks the best, an unavailable one is an error
         image_class, video_class = MODEL_CLASSES[config.model_type]
         image_config = transformers.Sam2Config(
             vision_config=config.vision_config.to_dict(),
@@ -134,8 +136,6 @@ class RegionSegmenter:
         model = getattr(transformers, image_class).from_pretrained(
             source, config=image_config, dtype=dtype, local_files_only=local_files_only
         )
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         image_size = int(config.prompt_encoder_config.image_size)
         mean, std = _normalisation(source, image_size, local_files_only)
         return cls(model.to(device), source, image_size, mean, std, video_class)

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..image_loading import format_size
+from ..runtime import IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, VIDEO_PLACEHOLDER
 from ..segmentation.clicks import NEGATIVE_KEY, PROMPT_KINDS
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-IMAGE_TAG = "<image>"
-VIDEO_TAG = "<video>"
-REGION_TAG = "<region>"
 # Keys of a point / box annotation (turned into a mask by the recipe's segmenter); `image` on image records only.
 PROMPT_KEYS = (*PROMPT_KINDS, NEGATIVE_KEY, "box_format")
 NEEDS_SEGMENTER = (
@@ -579,7 +577,7 @@ def parse_turns(turns: list, variant: str) -> tuple[list[dict], Problems]:
         if role == "assistant" and variant == "full":
             problems += [
                 (f"{name}.value", f"an answer (gpt turn) cannot hold {tag}; put it in a human turn")
-                for tag in (IMAGE_TAG, VIDEO_TAG)
+                for tag in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER)
                 if tag in turn["value"]
             ]
         messages.append({"role": role, "content": turn["value"]})
@@ -594,13 +592,13 @@ def check_conversation(messages: list[dict], text: str, num_masks: int) -> Probl
         problems.append(("conversations", "no gpt (assistant) turn: nothing to learn from"))
     if "user" not in roles:
         problems.append(("conversations", "no human (user) turn"))
-    num_regions = text.count(REGION_TAG)
+    num_regions = text.count(REGION_PLACEHOLDER)
     if num_regions != num_masks:
         problems.append(
             (
                 "masks",
-                f"{num_masks} mask(s) for {num_regions} {REGION_TAG} placeholder(s) in the conversation; expected one "
-                f"mask per {REGION_TAG} (the n-th {REGION_TAG} is masks[n-1])",
+                f"{num_masks} mask(s) for {num_regions} {REGION_PLACEHOLDER} placeholder(s) in the conversation; expected one "
+                f"mask per {REGION_PLACEHOLDER} (the n-th {REGION_PLACEHOLDER} is masks[n-1])",
             )
         )
     return problems
@@ -614,7 +612,7 @@ def place_scene_tags(
     roles = [message["role"] for message in messages]
     added_tag = None
     problems: Problems = []
-    for tag, expected, other in ((IMAGE_TAG, num_images, "image"), (VIDEO_TAG, num_videos, "video")):
+    for tag, expected, other in ((IMAGE_PLACEHOLDER, num_images, "image"), (VIDEO_PLACEHOLDER, num_videos, "video")):
         found = text.count(tag)
         if found == 0 and expected > 0 and "user" in roles:
             first_user = messages[roles.index("user")]

@@ -15,10 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-REGION_PLACEHOLDER = "<region>"
-IMAGE_PLACEHOLDER = "<image>"
-VIDEO_PLACEHOLDER = "<video>"
-VARIANTS = ("full", "lite")
+from ...runtime import IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, VIDEO_PLACEHOLDER, check_variant
 
 # A scene tag and the newline the chat template puts after it.
 _SCENE_TAG = re.compile(r"(<image>|<video>)\n?")
@@ -56,7 +53,7 @@ def document_id(doc: Mapping[str, Any], fallback: Any = None) -> Any:
 def document_prompt(doc: Mapping[str, Any], variant: str, doc_id: Any = None) -> str:
     """The published question of `variant` (`doc["prompt"][variant]`), with its `<region>` placeholders."""
     doc_id = document_id(doc, doc_id)
-    _check_variant(variant)
+    check_variant(variant)
     prompt = doc.get("prompt")
     if not isinstance(prompt, Mapping):
         raise DocumentError(doc_id, "prompt", f"expected a dict {{'full': str, 'lite': str}}, got {_kind(prompt)}")
@@ -90,7 +87,7 @@ def document_inputs(
         DocumentError (a `ValueError`): the document misses a key, its `<region>` count differs from its regions, or
             an image / video file does not exist.
     """
-    _check_variant(variant)
+    check_variant(variant)
     if not isinstance(doc, Mapping):
         raise DocumentError(doc_id, "document", f"expected a dict, got {_kind(doc)}")
     doc_id = document_id(doc, doc_id)
@@ -133,7 +130,7 @@ def scene_prompt(text: str, variant: str, has_image: bool, has_video: bool) -> s
     renders an image / video content item, unless the text already holds that tag (VideoRefer-D prompts start with
     `<video>\\n`). PixelRefer-Lite reads no scene tokens, so its prompt holds no tag.
     """
-    _check_variant(variant)
+    check_variant(variant)
     if variant == "lite":
         return _SCENE_TAG.sub("", text)
     tags = ""
@@ -162,11 +159,6 @@ def prompt_content(prompt: str) -> list[dict[str, str]]:
 def strip_scene_tags(text: str) -> str:
     """`text` without `<image>` / `<video>` tags (for follow-up turns: the scene is read once, in the first turn)."""
     return _SCENE_TAG.sub("", text)
-
-
-def _check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
 
 
 def _kind(value: Any) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ...prompts import LVIS, VG, videorefer_bench_q_prompt
+from ...runtime import REGION_PLACEHOLDER
 from ...synthetic import (
     COLOURS,
     HELD_OUT_DOCUMENTS,
@@ -215,7 +216,7 @@ def write_ferret_fixture(folder: Path) -> Path:
                 "context": f"Objects:\nObject 0 : {shape} at {_normalised_box(target)}.\n"
                 f"Object 1 : {other_shape} at {_normalised_box(other)}.\n\nGlobal Caption:\n"
                 f"A {colour} {shape} on the left and a {other_colour} {other_shape} on the right.",
-                "judge_question": FERRET_FIXTURE_QUESTION.replace("<region>", _normalised_box(target)),
+                "judge_question": FERRET_FIXTURE_QUESTION.replace(REGION_PLACEHOLDER, _normalised_box(target)),
             }
         )
     _write_jsonl(folder / "ferret.jsonl", docs)

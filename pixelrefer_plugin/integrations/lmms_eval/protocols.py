@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ...runtime import REGION_PLACEHOLDER
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -79,7 +81,7 @@ def ferret_lite_question(text: str, category: str) -> str:
     """PixelRefer-Lite's question (`pixelrefer_lite/infer_ferret.py`): for `reason` records the region comes first,
     `'There is 1 region in the image: <region> '`, and the question's own `<region>` is removed (the full model gets
     the question as it is)."""
-    return FERRET_LITE_PREFIX + text.replace("<region>", "") if category == "reason" else text
+    return FERRET_LITE_PREFIX + text.replace(REGION_PLACEHOLDER, "") if category == "reason" else text
 
 
 def strip_box_coordinates(answer: str) -> str:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from pixelrefer_plugin.integrations.lmms_eval import metrics
+from pixelrefer_plugin.integrations.lmms_eval.documents import strip_scene_tags
+from pixelrefer_plugin.runtime import REGION_PLACEHOLDER
 from pixelrefer_plugin.visualize import COLOURS, describe_marks, draw_regions
 
 logger = logging.getLogger(__name__)
@@ -132,9 +134,9 @@ def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str
     prompt = doc["prompt"]["lite" if kwargs.get("variant") == "lite" else "full"]
     if kwargs.get("region_style") == "tokens":
         return prompt
-    text = prompt.replace("<video>\n", "").replace("<image>\n", "").replace("<video>", "").replace("<image>", "")
-    for mark in describe_marks(text.count("<region>")):
-        text = text.replace("<region>", mark, 1)
+    text = strip_scene_tags(prompt)
+    for mark in describe_marks(text.count(REGION_PLACEHOLDER)):
+        text = text.replace(REGION_PLACEHOLDER, mark, 1)
     return kwargs.get("pre_prompt", "") + text + kwargs.get("post_prompt", "")
 
 
