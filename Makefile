@@ -10,10 +10,12 @@ VENV ?= .venv
 LATEST_VENV ?= .venv-latest
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The tests that exercise upstream APIs (transformers, peft, accelerate, lmms-eval, PyAV): modeling, processor,
-# export and loading, Lite, video, the lmms-eval model, training smoke runs.
-LATEST_TESTS := tests/test_modeling.py tests/test_processor.py tests/test_export.py tests/test_lite.py \
-	tests/test_video.py tests/test_lmms_eval_model.py tests/test_training.py tests/test_install.py
+# The tests that exercise upstream APIs (transformers, peft, accelerate, lmms-eval, PyAV, FastAPI): modeling,
+# processor, export and loading, released checkpoints loaded natively, SAM 2, Lite, video, the lmms-eval model,
+# training smoke runs, the server.
+LATEST_TESTS := tests/test_modeling.py tests/test_processor.py tests/test_export.py tests/test_hub_loading.py \
+	tests/test_segmentation.py tests/test_lite.py tests/test_video.py tests/test_lmms_eval_model.py \
+	tests/test_training.py tests/test_serve.py tests/test_install.py
 
 .PHONY: venv test test-latest demo lock lint bench clean
 
