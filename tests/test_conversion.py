@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import REMOTE_SCRIPT
 from safetensors.torch import load_file
-from test_export import REMOTE_SCRIPT
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from pixelrefer_plugin.checkpoint_folders import OutputFolderError

@@ -11,15 +11,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import build_checkpoint, run_describe
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 from transformers import AutoModelForImageTextToText, AutoProcessor, TextStreamer
 from video_fixtures import moving_square, write_video
 
-from pixelrefer_plugin import PixelReferForConditionalGeneration, PixelReferInputError
+from pixelrefer_plugin import PixelReferInputError
 from pixelrefer_plugin.cli import main
 from pixelrefer_plugin.describe import default_question, describe, load_model, load_processor
-from pixelrefer_plugin.presets import build_preset
 from pixelrefer_plugin.prompts import DLC_BENCH, VIDEOREFER_BENCH_D
 from pixelrefer_plugin.synthetic import make_scene
 from pixelrefer_plugin.testing.released_layout import write_released_checkpoint
@@ -27,24 +27,6 @@ from pixelrefer_plugin.visualize import COLOURS, region_outline
 
 MAX_NEW_TOKENS = 6
 FRAME = 3
-
-
-def build_checkpoint(name: str, out) -> str:
-    """A tiny random checkpoint whose LLM linear layers are re-drawn with unit gain.
-
-    At the presets' small init the tied-embedding tiny LLM only echoes the prompt's last token ("\\n" after
-    `assistant\\n`), so every answer would be blank; with unit-gain weights answers are deterministic noise that
-    depends on the region, which is what streaming must reproduce.
-    """
-    build_preset(name, out)
-    model = PixelReferForConditionalGeneration.from_pretrained(out)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for key, weight in model.model.language_model.named_parameters():
-            if weight.ndim == 2 and "embed" not in key:
-                weight.copy_(torch.randn(weight.shape, generator=generator) * 2.0 / weight.shape[1] ** 0.5)
-    model.save_pretrained(out)
-    return str(out)
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +75,6 @@ def files(tmp_path_factory):
     }
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["describe", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def expected_answer(path: str, source, region: dict, text: str, on_video: bool = False) -> str:
     """`model.generate`'s greedy answer for the same inputs, built with the processor directly."""
     model, processor = loaded(path)
@@ -132,7 +107,7 @@ def test_each_region_flag_streams_the_answer_generate_gives(checkpoint, files, c
         "rle-file": (["--rle", folder / "rle.json"], {"rle": files["rle"]}),
     }
     region_args, region = flags[flag]
-    code, out, err = run_cli(
+    code, out, err = run_describe(
         capsys, "--model", checkpoint, "--image", files["scene"], *region_args, "--max-new-tokens", MAX_NEW_TOKENS
     )
     assert code == 0, err
@@ -144,7 +119,9 @@ def test_each_region_flag_streams_the_answer_generate_gives(checkpoint, files, c
 def test_regions_change_the_answer_and_a_custom_question_is_used(checkpoint, files, capsys):
     box = files["object"].box
     answers = [
-        run_cli(capsys, "--model", checkpoint, "--image", files["scene"], *args, "--max-new-tokens", MAX_NEW_TOKENS)
+        run_describe(
+            capsys, "--model", checkpoint, "--image", files["scene"], *args, "--max-new-tokens", MAX_NEW_TOKENS
+        )
         for args in (
             ["--box", "150,100,220,160"],
             ["--box", ",".join(map(str, box)), "--question", "Is <region> red?"],
@@ -157,7 +134,7 @@ def test_regions_change_the_answer_and_a_custom_question_is_used(checkpoint, fil
 
 def test_video_frame_is_the_region_frame_of_the_whole_video_scene(checkpoint, files, capsys):
     box = files["square"].boxes[FRAME]
-    code, out, err = run_cli(
+    code, out, err = run_describe(
         capsys,
         *("--model", checkpoint, "--video", files["video"], "--frame", FRAME),
         *("--box", ",".join(map(str, box)), "--max-new-tokens", MAX_NEW_TOKENS),
@@ -169,7 +146,7 @@ def test_video_frame_is_the_region_frame_of_the_whole_video_scene(checkpoint, fi
 
 def test_lite_on_a_video_frame_and_on_an_image(lite_checkpoint, files, capsys):
     box = files["square"].boxes[FRAME]
-    code, out, err = run_cli(
+    code, out, err = run_describe(
         capsys,
         *("--model", lite_checkpoint, "--video", files["video"], "--frame", FRAME),
         *("--box", ",".join(map(str, box)), "--max-new-tokens", MAX_NEW_TOKENS),
@@ -180,7 +157,7 @@ def test_lite_on_a_video_frame_and_on_an_image(lite_checkpoint, files, capsys):
     assert out == expected_answer(lite_checkpoint, files["video"], region, lite_question, on_video=True) + "\n"
 
     args = ["--mask", files["folder"] / "mask.png", "--max-new-tokens", MAX_NEW_TOKENS]
-    code, out, err = run_cli(capsys, "--model", lite_checkpoint, "--image", files["scene"], *args)
+    code, out, err = run_describe(capsys, "--model", lite_checkpoint, "--image", files["scene"], *args)
     assert code == 0, err
     assert (
         out == expected_answer(lite_checkpoint, files["image"], {"mask": files["object"].mask}, DLC_BENCH.full) + "\n"
@@ -203,7 +180,7 @@ def test_python_api_streams_and_returns_the_answer(checkpoint, files, capsys):
 def test_overlay_outlines_the_region_on_the_image(checkpoint, files, capsys, tmp_path):
     overlay = tmp_path / "overlay.png"
     args = ["--mask", files["folder"] / "mask.png", "--save-overlay", overlay, "--max-new-tokens", 2]
-    code, _, err = run_cli(capsys, "--model", checkpoint, "--image", files["scene"], *args)
+    code, _, err = run_describe(capsys, "--model", checkpoint, "--image", files["scene"], *args)
     assert code == 0, err
     image, mask = files["image"], files["object"].mask
     drawn = np.asarray(Image.open(overlay).convert("RGB"))
@@ -260,7 +237,7 @@ BAD_FLAGS = {
 def test_bad_image_flags_exit_2_naming_the_flag(checkpoint, files, capsys, case):
     args, messages = BAD_FLAGS[case]
     args = [str(arg).replace("{folder}", str(files["folder"])) for arg in args]
-    code, out, err = run_cli(capsys, "--model", checkpoint, "--image", files["scene"], *args)
+    code, out, err = run_describe(capsys, "--model", checkpoint, "--image", files["scene"], *args)
     assert code == 2 and out == ""
     assert err.startswith("pixelrefer describe: error: ")
     for message in messages:
@@ -277,7 +254,7 @@ def test_bad_image_flags_exit_2_naming_the_flag(checkpoint, files, capsys, case)
 )
 def test_bad_video_frames_exit_2_naming_the_flag(checkpoint, files, capsys, frame, messages):
     args = ["--model", checkpoint, "--video", files["video"], "--box", "1,1,20,20"]
-    code, _, err = run_cli(capsys, *args, *(["--frame", frame] if frame is not None else []))
+    code, _, err = run_describe(capsys, *args, *(["--frame", frame] if frame is not None else []))
     assert code == 2
     for message in messages:
         assert message in err, err
@@ -285,18 +262,18 @@ def test_bad_video_frames_exit_2_naming_the_flag(checkpoint, files, capsys, fram
 
 def test_a_mask_must_match_the_video_frame(checkpoint, files, capsys):
     args = ["--video", files["video"], "--frame", FRAME, "--mask", files["folder"] / "mask.png"]
-    code, _, err = run_cli(capsys, "--model", checkpoint, *args)
+    code, _, err = run_describe(capsys, "--model", checkpoint, *args)
     assert code == 2 and "--mask" in err and "its image is 128x96 (width x height)" in err
 
 
 def test_bad_model_folders_exit_2_naming_model(files, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     region = ["--image", files["scene"], "--box", "1,1,20,20"]
-    code, _, err = run_cli(capsys, "--model", files["folder"] / "not-a-checkpoint", *region)
+    code, _, err = run_describe(capsys, "--model", files["folder"] / "not-a-checkpoint", *region)
     assert code == 2 and "--model" in err and "has no config.json" in err
-    code, _, err = run_cli(capsys, "--model", "missing-folder", *region)
+    code, _, err = run_describe(capsys, "--model", "missing-folder", *region)
     assert code == 2 and "--model 'missing-folder': is no folder here; expected a checkpoint folder" in err
-    code, _, err = run_cli(capsys, "--model", "pixelrefer-tiny", *region)
+    code, _, err = run_describe(capsys, "--model", "pixelrefer-tiny", *region)
     assert code == 2 and "is a preset name" in err and "pixelrefer build pixelrefer-tiny --out DIR" in err
 
 
@@ -321,12 +298,12 @@ def test_a_released_layout_folder_is_described_directly(files, tmp_path, capsys)
     model, processor = loaded(build_checkpoint("pixelrefer-tiny", tmp_path / "tiny"))
     released = write_released_checkpoint(model, processor.tokenizer, tmp_path / "released")
     region = ["--image", files["scene"], "--box", "10,10,60,50", "--max-new-tokens", MAX_NEW_TOKENS]
-    code, out, err = run_cli(capsys, "--model", released, *region)
+    code, out, err = run_describe(capsys, "--model", released, *region)
     assert code == 0, err
     # the released layout loads with the released settings (axis swap, uint8 grid): its own answer, not the preset's
     released_model, released_processor = loaded(str(released))
     assert released_model.config.position_axis_swap and released_processor.region_grid_rounding == "uint8"
-    assert out.strip() and out == run_cli(capsys, "--model", released, *region)[1]
+    assert out.strip() and out == run_describe(capsys, "--model", released, *region)[1]
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 import torch
+from helpers import REMOTE_SCRIPT
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
 import pixelrefer_plugin
@@ -41,46 +41,6 @@ ALLOWED_IMPORTS = {
     "pathlib",
     "os",
 }
-
-# Runs in a fresh interpreter in which `import pixelrefer_plugin` fails.
-REMOTE_SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-    class BlockPlugin(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] == "pixelrefer_plugin":
-                raise ImportError("pixelrefer_plugin is blocked in this process")
-    sys.meta_path.insert(0, BlockPlugin())
-    try:
-        import pixelrefer_plugin
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("the plugin should not be importable here")
-
-    import numpy as np, torch
-    from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor
-    checkpoint, image_path, out_path = sys.argv[1:4]
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, trust_remote_code=True)
-    processor = AutoProcessor.from_pretrained(checkpoint, trust_remote_code=True)
-    base = AutoModel.from_pretrained(checkpoint, trust_remote_code=True)
-    image = np.load(image_path)
-    prompt = processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is <region>?"}]}],
-        add_generation_prompt=True,
-    )
-    inputs = processor(text=prompt, images=image, regions=[{"box": [20, 30, 90, 100]}])
-    with torch.no_grad():
-        logits = model(**inputs).logits
-    generated = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
-    # the one-liner: AutoModel gives the model that generates
-    auto_generated = base.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
-    torch.save({"logits": logits, "generated": generated, "auto_generated": auto_generated,
-                "input_ids": inputs["input_ids"]}, out_path)
-    print(json.dumps({"model": type(model).__module__, "base": type(base).__name__,
-                      "processor": type(processor).__module__, "variant": model.config.variant}))
-    """
-)
 
 
 def test_import_registers_auto_classes():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import build_checkpoint, run_describe
 from PIL import Image
-from test_describe import build_checkpoint
 from tiny_sam2 import tiny_sam2_folder
 
 from pixelrefer_plugin.cli import main
@@ -29,16 +29,9 @@ def setup(tmp_path_factory):
     }
 
 
-def run(capsys, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["describe", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_describe_with_segmenter_answers_about_the_sam_mask_and_draws_it(capsys, setup):
     overlay = setup["folder"] / "overlay.png"
-    code, out, _ = run(
+    code, out, _ = run_describe(
         capsys,
         *("--model", setup["model"], "--image", setup["scene"], "--segmenter", setup["segmenter"]),
         *("--point", "40,30", "--point", "60,50", "--negative-point", "150,110", "--max-new-tokens", 4),
@@ -56,12 +49,12 @@ def test_describe_with_segmenter_answers_about_the_sam_mask_and_draws_it(capsys,
 
 def test_describe_segmenter_errors_name_the_flag(capsys, setup):
     base = ("--model", setup["model"], "--image", setup["scene"])
-    code, _, err = run(capsys, *base, "--segmenter", setup["segmenter"], "--point", "400,30")
+    code, _, err = run_describe(capsys, *base, "--segmenter", setup["segmenter"], "--point", "400,30")
     assert code != 0 and "--point '400,30': point [400.0, 30.0] lies outside the 160x120" in err
     assert "Traceback" not in err
-    code, _, err = run(capsys, *base, "--point", "4,3", "--point", "5,6")
+    code, _, err = run_describe(capsys, *base, "--point", "4,3", "--point", "5,6")
     assert code != 0 and "several --point need --segmenter" in err
-    code, _, err = run(capsys, *base, "--segmenter", setup["segmenter"], "--mask", setup["scene"])
+    code, _, err = run_describe(capsys, *base, "--segmenter", setup["segmenter"], "--mask", setup["scene"])
     assert code != 0 and "--segmenter" in err and "not --mask" in err
 
 
