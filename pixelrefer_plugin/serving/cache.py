@@ -21,7 +21,7 @@ import copy
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,24 @@ class FeatureCache:
                 self.bytes -= _nbytes(evicted)
                 self.stats.evictions += 1
 
+    def lookup(self, items: Iterable[tuple[bytes, Any]], counter: str) -> tuple[dict[bytes, Entry], dict[bytes, Any]]:
+        """Split `(key, item)` pairs into the entries found `{key: entry}` and the items to compute `{key: item}`
+        (each key once), counting the lookups in `stats.<counter>hits` / `stats.<counter>misses`."""
+        found: dict[bytes, Entry] = {}
+        missing: dict[bytes, Any] = {}
+        for key, item in items:
+            if key in found or key in missing:
+                continue
+            cached = self.get(key)
+            if cached is None:
+                missing[key] = item
+            else:
+                found[key] = cached
+        hits, misses = f"{counter}hits", f"{counter}misses"
+        setattr(self.stats, hits, getattr(self.stats, hits) + len(found))
+        setattr(self.stats, misses, getattr(self.stats, misses) + len(missing))
+        return found, missing
+
 
 def content_key(kind: str, data: np.ndarray | torch.Tensor, *details: Any) -> bytes:
     """Content hash of an array (its dtype, shape and bytes, hashed in place) and of `details`, under `kind`."""
@@ -151,19 +169,7 @@ class CachedVisionEncoder:
                     for p, g, m in zip(pixels.split(rows), grids, merges, strict=True)
                 ]
             )
-        found: dict[bytes, torch.Tensor] = {}
-        missing: dict[bytes, Group] = {}
-        stats = self.cache.stats
-        for key, image in (item for group in items for item in group):
-            if key in found or key in missing:
-                continue
-            cached = self.cache.get(key)
-            if cached is None:
-                stats.misses += 1
-                missing[key] = image
-            else:
-                stats.hits += 1
-                found[key] = cached
+        found, missing = self.cache.lookup((item for group in items for item in group), counter="")
         if missing:
             found.update(self._encode(missing))
         return [torch.cat([found[key] for key, _ in group]) for group in items]
@@ -238,19 +244,7 @@ class CachedImageProcessor:
             return self._process(list(images), **kwargs)
         options = sorted(kwargs.items())
         keys = [content_key("patches", image, options) for image in images]
-        found: dict[bytes, tuple[torch.Tensor, ...]] = {}
-        missing: dict[bytes, np.ndarray] = {}
-        stats = self.cache.stats
-        for key, image in zip(keys, images, strict=True):
-            if key in found or key in missing:
-                continue
-            cached = self.cache.get(key)
-            if cached is None:
-                stats.patch_misses += 1
-                missing[key] = image
-            else:
-                stats.patch_hits += 1
-                found[key] = cached
+        found, missing = self.cache.lookup(zip(keys, images, strict=True), counter="patch_")
         if missing:
             processed = self._process(list(missing.values()), **kwargs)
             if set(processed) != set(self.OUTPUTS):  # not the outputs this cache knows how to split
