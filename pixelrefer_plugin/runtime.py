@@ -9,6 +9,10 @@ trainer:
   (no CUDA, or no GPU of that index) a [`PixelReferInputError`] naming the `device` argument, never a silent
   fallback to another device.
 
+Cache policy (`cache_dir`): everything the package keeps between runs (the demo's trained model, the materialised
+lmms-eval task folder, masks made by a segmenter) lives under `$XDG_CACHE_HOME/pixelrefer` (default
+`~/.cache/pixelrefer`), each in a sub-folder that its own environment variable can move elsewhere.
+
 Dtype policy (`resolve_dtype`): `None` or `"auto"` is bfloat16 on a CUDA device that supports it and float32
 elsewhere; a name of `DTYPES` (`"float16"`, `"bf16"`, ...) or a `torch.dtype` is used as it is.
 
@@ -20,6 +24,8 @@ spell their defaults out; a checkpoint's processor may hold other strings (`proc
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import torch
 from transformers.utils import is_flash_attn_2_available
@@ -59,6 +65,15 @@ def check_variant(variant: str) -> Variant:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     return variant  # type: ignore[return-value]
+
+
+def cache_dir(name: str, variable: str | None = None) -> Path:
+    """The cache folder `name`: `$variable` when that environment variable is set, else
+    `$XDG_CACHE_HOME/pixelrefer/<name>` (default `~/.cache/pixelrefer/<name>`). Not created here."""
+    if variable and os.environ.get(variable):
+        return Path(os.environ[variable]).expanduser()
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_home).expanduser() / "pixelrefer" / name
 
 
 def best_device() -> torch.device:
@@ -156,6 +171,7 @@ __all__ = [
     "VIDEO_TOKEN",
     "Variant",
     "best_device",
+    "cache_dir",
     "check_variant",
     "preferred_attn_implementation",
     "preferred_dtype",

@@ -1,13 +1,35 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""Fixtures shared by the tests; helpers the tests import are in `helpers.py`."""
+"""Fixtures shared by the tests; helpers the tests import are in `helpers.py`.
 
-import numpy as np
-import pytest
-import torch
-from helpers import load_task_module
+The tests never read or write the caches of the person running them: before anything is imported, every cache the
+package, transformers and the hub client would use (`$XDG_CACHE_HOME`, default `~/.cache`, and the variables that
+move parts of it) points into one temporary folder for the session, removed at its end.
+"""
 
-from pixelrefer_plugin.presets import build_model_and_processor
-from pixelrefer_plugin.synthetic import make_scene
+import os
+import shutil
+import tempfile
+
+TEST_CACHE_HOME = tempfile.mkdtemp(prefix="pixelrefer-test-cache-")
+os.environ["XDG_CACHE_HOME"] = TEST_CACHE_HOME
+for _variable in (
+    "PIXELREFER_DEMO_DIR",
+    "PIXELREFER_TASKS_DIR",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_DATASETS_CACHE",
+    "TRANSFORMERS_CACHE",
+    "TORCH_HOME",
+):
+    os.environ.pop(_variable, None)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from helpers import load_task_module  # noqa: E402
+
+from pixelrefer_plugin.presets import build_model_and_processor  # noqa: E402
+from pixelrefer_plugin.synthetic import make_scene  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +79,7 @@ def task_dir(tmp_path_factory):
 def task_utils(task_dir):
     """The task folder's `utils.py`, loaded from there as lmms-eval loads it."""
     return load_task_module(task_dir, "utils")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(TEST_CACHE_HOME, ignore_errors=True)

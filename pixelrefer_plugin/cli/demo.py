@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..demo import DEMO_TORCH_THREADS
+from .errors import FlagError
+
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
@@ -21,6 +24,13 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N held-out questions")
     parser.add_argument("--cache-dir", type=Path, default=None, help="demo cache folder")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEMO_TORCH_THREADS,
+        help=f"torch threads for training and evaluation (default {DEMO_TORCH_THREADS} on every machine; another "
+        "number rounds sums differently and trains another model, cached apart)",
+    )
     parser.add_argument(
         "--quickstart",
         action="store_true",
@@ -37,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..demo.trained import run_demo
 
+    if args.threads < 1:
+        raise FlagError("--threads", str(args.threads), "expected a number >= 1")
     overrides = {"training.max_steps": args.steps} if args.steps else {}
-    result = run_demo(overrides, picture=args.picture, limit=args.limit, root=args.cache_dir)
+    result = run_demo(overrides, picture=args.picture, limit=args.limit, root=args.cache_dir, threads=args.threads)
     trained = "reused from the cache" if result.train_seconds is None else f"trained in {result.train_seconds:.0f} s"
     print(f"\npixelrefer-tiny on held-out synthetic scenes ({trained}; model in {result.model_dir})\n")
     print(result.table())

@@ -23,12 +23,14 @@ from typing import Any
 
 from ..errors import PixelReferInputError, RegionInputError
 from ..region_masks import TRACK_KEY
+from ..runtime import cache_dir as runtime_cache_dir
 from ..segmentation import SCORE_KEY, EmptySegmentError, RegionSegmenter, is_prompt, resolve_segmenter
 from .record_parsing import PROMPT_KEYS, ParsedRecord, Problems
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MASK_CACHE = Path("~/.cache/pixelrefer/segmenter-masks")
+MASK_CACHE = "segmenter-masks"
+"""The cache sub-folder of the masks (`runtime.cache_dir`: `~/.cache/pixelrefer/segmenter-masks`)."""
 # Prompts segmented per `RegionSegmenter.to_masks` call (their images are decoded and encoded together).
 PROMPTS_PER_CALL = 16
 _CHUNK_BYTES = 1 << 20
@@ -60,7 +62,7 @@ class PromptMasks:
     Args:
         segmenter: a `RegionSegmenter`, or the folder / hub id / preset to load one from (loaded only when a mask is
             not in the cache).
-        cache_dir: the cache folder (default `DEFAULT_MASK_CACHE`).
+        cache_dir: the cache folder (default `runtime.cache_dir(MASK_CACHE)`, `~/.cache/pixelrefer/segmenter-masks`).
 
     Attributes:
         folder: this segmenter's cache subfolder.
@@ -70,7 +72,8 @@ class PromptMasks:
     def __init__(self, segmenter: RegionSegmenter | str | os.PathLike, cache_dir: str | os.PathLike | None = None):
         self._segmenter = segmenter if isinstance(segmenter, RegionSegmenter) else None
         self.source = segmenter.source if isinstance(segmenter, RegionSegmenter) else segmenter
-        self.folder = Path(cache_dir or DEFAULT_MASK_CACHE).expanduser() / checkpoint_fingerprint(self.source)
+        folder = Path(cache_dir).expanduser() if cache_dir else runtime_cache_dir(MASK_CACHE)
+        self.folder = folder / checkpoint_fingerprint(self.source)
         self.stats = MaskCacheStats()
         self._file_hashes: dict[str, str] = {}
 
@@ -288,4 +291,4 @@ def checkpoint_fingerprint(source: str | os.PathLike) -> str:
     return digest.hexdigest()[:16]
 
 
-__all__ = ["DEFAULT_MASK_CACHE", "MaskCacheStats", "PromptMasks", "checkpoint_fingerprint", "file_digest"]
+__all__ = ["MASK_CACHE", "MaskCacheStats", "PromptMasks", "checkpoint_fingerprint", "file_digest"]

@@ -45,7 +45,7 @@ def tasks_path(refresh: bool = False) -> Path:
     """Materialise the task folder once per package version (`$PIXELREFER_TASKS_DIR`, default
     `~/.cache/pixelrefer/lmms_eval_tasks/<hash>`): task YAMLs and `utils.py` copied from the package, fixture data
     generated next to them with absolute paths filled in. Returns the folder."""
-    root = Path(os.environ.get("PIXELREFER_TASKS_DIR", Path.home() / ".cache" / "pixelrefer" / "lmms_eval_tasks"))
+    root = runtime.cache_dir("lmms_eval_tasks", "PIXELREFER_TASKS_DIR")
     destination = root / _digest()
     if (destination / ".complete").exists() and not refresh:
         return destination
