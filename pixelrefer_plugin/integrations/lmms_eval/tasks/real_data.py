@@ -449,15 +449,33 @@ def ferret_process_docs(dataset):
 
 
 # --- DLC-Bench (nvidia/DLC-Bench: annotations.json, qa.json, class_names.json, images/) -----------------------------
+DLC_INFLECT = ">=7,<=7.5.0"
+"""The `inflect` releases that word all 100 recognition questions as the judge requests behind the published numbers
+(`NVlabs/describe-anything: evaluation/model_outputs_cache/dam_3b_v1_eval.json`); 7.6.0 reads "wine glass" as
+singular. pyproject.toml's `eval` extra requires the same span (tests/test_install.py checks both)."""
+
+
 def _inflect_engine():
-    """`inflect`'s engine, which the public scorer uses to word its recognition questions."""
+    """`inflect`'s engine, which the public scorer uses to word its recognition questions; an `ImportError` when
+    inflect is missing or outside `DLC_INFLECT` (another release words some questions differently)."""
+    fix = f"pip install 'inflect{DLC_INFLECT}'"
     try:
         import inflect
     except ImportError as error:
         raise ImportError(
-            "pixelrefer_dlc_bench words its recognition questions with inflect, as the public DLC-Bench scorer does: "
-            "pip install inflect"
+            f"pixelrefer_dlc_bench words its recognition questions with inflect, as the public DLC-Bench scorer does: {fix}"
         ) from error
+    from importlib.metadata import version
+
+    from packaging.specifiers import SpecifierSet
+
+    installed = version("inflect")
+    if installed not in SpecifierSet(DLC_INFLECT):
+        raise ImportError(
+            f"pixelrefer_dlc_bench needs inflect{DLC_INFLECT}, the releases that word the recognition questions as the "
+            f"published DLC-Bench judge requests (inflect 7.6 reads 'wine glass' as singular); inflect {installed} is "
+            f"installed: {fix}"
+        )
     return inflect.engine()
 
 
