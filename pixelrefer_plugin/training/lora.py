@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -56,7 +59,8 @@ def apply_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
         modules_to_save=modules_to_save,
         trainable_token_indices={"embed_tokens": [model.config.region_token_id]},
     )
-    peft_model = get_peft_model(model, config)
+    with _trainable_tokens_on_any_accelerator():
+        peft_model = get_peft_model(model, config)
     vision = [n for n, p in peft_model.named_parameters() if p.requires_grad and ".vision_model." in n]
     if vision:
         raise RuntimeError(f"LoRA must not train vision-encoder weights, but these are trainable: {vision[:5]}")
@@ -70,7 +74,40 @@ def apply_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
 
 
 def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+
+
+def _shape(parameter: nn.Parameter) -> torch.Size:
+    """The parameter's full shape, also when ZeRO-3 has partitioned it (then its data is an empty placeholder)."""
+    return getattr(parameter, "ds_shape", parameter.shape)
+
+
+def _collect_token_weights(layer: nn.Module, weight: torch.Tensor, rows: Any, embed_dim: int) -> torch.Tensor:
+    """The rows of a ZeRO-3 partitioned embedding that `trainable_token_indices` trains, on every process."""
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters([weight], modifier_rank=None):
+        return weight[rows].detach().clone()
+
+
+@contextmanager
+def _trainable_tokens_on_any_accelerator() -> Iterator[None]:
+    """Under ZeRO-3, peft (0.17-0.21) collects the `<REGION>` embedding row on rank 0 and broadcasts it into a buffer
+    it allocates with `torch.cuda.current_device()` ("only CUDA is implemented"), which fails on DeepSpeed's CPU
+    accelerator. Inside, the row is gathered with `deepspeed.zero.GatheredParameters` on whatever device holds the
+    weight: the same values on CUDA, and the CPU works too."""
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+    from peft.utils.integrations import check_deepspeed_zero3_enabled
+
+    original = getattr(TrainableTokensLayer, "_collect_token_weights", None)
+    if original is None or not check_deepspeed_zero3_enabled():
+        yield
+        return
+    TrainableTokensLayer._collect_token_weights = _collect_token_weights
+    try:
+        yield
+    finally:
+        TrainableTokensLayer._collect_token_weights = original
 
 
 def parameter_groups(
@@ -96,7 +133,7 @@ def parameter_groups(
         if not parameter.requires_grad:
             continue
         module = next((key for key, part in patterns.items() if part in name and key in learning_rates), "default")
-        decay = parameter.ndim >= 2 and "norm" not in name
+        decay = len(_shape(parameter)) >= 2 and "norm" not in name  # ZeRO-3: the shape before partitioning
         groups.setdefault((module, decay), []).append(parameter)
     return [
         {

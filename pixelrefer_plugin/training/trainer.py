@@ -13,11 +13,19 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments
+from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..checkpoint_folders import move_files_into
 from ..runtime import best_device, preferred_dtype, resolve_dtype
+from .distributed import (
+    check_deepspeed,
+    check_zero3_batches,
+    set_up_single_process,
+    share_process_group_with_deepspeed,
+    whole_weights,
+)
 from .lora import apply_lora, parameter_groups
 from .recipe import Recipe, segmenter_arguments, validate_recipe
 
@@ -72,14 +80,26 @@ def prepare_base_model(recipe: Recipe, output_dir: Path, is_main_process: bool) 
     return base
 
 
+def training_device(recipe: Recipe) -> torch.device:
+    """The device type the Trainer trains on: the runtime policy's (several processes: one GPU each), or the CPU
+    with `training.use_cpu: true`."""
+    return torch.device("cpu") if recipe.training.get("use_cpu") else best_device()
+
+
 def training_arguments(recipe: Recipe) -> TrainingArguments:
-    """`TrainingArguments` from the recipe's `training` section, with this project's defaults."""
+    """`TrainingArguments` from the recipe's `training` section, with this project's defaults.
+
+    With `training.deepspeed`, creating them sets up the process group (and, without a launcher, a one-process
+    distributed environment first); DeepSpeed's communication layer then uses that group.
+    """
     settings = dict(recipe.training)
     settings.pop("resume", None)
     settings["output_dir"] = str(recipe.output_dir)
-    if "deepspeed" in settings and settings["deepspeed"]:
+    device = training_device(recipe)  # the Trainer places the model itself
+    if settings.get("deepspeed"):
         settings["deepspeed"] = str(recipe.resolve(settings["deepspeed"]))
-    device = best_device()  # the runtime policy: the Trainer places the model itself (several processes: one GPU each)
+        check_deepspeed(Path(settings["deepspeed"]), device, recipe.path)
+        set_up_single_process()
     if settings.get("bf16") == "auto":
         settings["bf16"] = preferred_dtype(device) == torch.bfloat16
     settings.setdefault("remove_unused_columns", False)  # samples are RegionSample objects, not dicts of columns
@@ -89,7 +109,10 @@ def training_arguments(recipe: Recipe) -> TrainingArguments:
         settings.setdefault("activation_checkpointing_kwargs", {"use_reentrant": False})
     if device.type == "cpu":
         settings.setdefault("use_cpu", True)
-    return TrainingArguments(**settings)
+    arguments = TrainingArguments(**settings)
+    if arguments.deepspeed:
+        share_process_group_with_deepspeed()
+    return arguments
 
 
 def build_dataset(recipe: Recipe, variant: str, output_dir: Path, is_main_process: bool):
@@ -222,7 +245,8 @@ def run_training(recipe: Recipe) -> TrainingResult:
             f"train again, set a new training.output_dir or remove {output_dir}"
         )
     output_dir.mkdir(parents=True, exist_ok=True)
-    base = prepare_base_model(recipe, output_dir, args.process_index == 0)
+    with whole_weights(args):
+        base = prepare_base_model(recipe, output_dir, args.process_index == 0)
     _wait_for_everyone()
 
     dtype = resolve_dtype("bfloat16" if args.bf16 else "float16" if args.fp16 else "float32", args.device)
@@ -234,6 +258,8 @@ def run_training(recipe: Recipe) -> TrainingResult:
     model = apply_lora(model, recipe.lora)
 
     dataset = build_dataset(recipe, model.config.variant, output_dir, args.process_index == 0)
+    if is_deepspeed_zero3_enabled():
+        check_zero3_batches(dataset.samples, model.config.variant, args.world_size, recipe.path)
     learning_rates = {**DEFAULT_LEARNING_RATES, **recipe.learning_rates}
     learning_rates.setdefault("default", args.learning_rate)
     trainer = PixelReferTrainer(
