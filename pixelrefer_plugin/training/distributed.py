@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # Set by mpirun / Intel MPI / MVAPICH: DeepSpeed discovers the ranks from MPI itself.
 MPI_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+# `accelerate launch --cpu` sets it; accelerate then leaves DeepSpeed out.
+ACCELERATE_CPU_FLAG = "ACCELERATE_USE_CPU"
 # The devices DeepSpeed's ZeRO runs on, by `torch.device` type: DeepSpeed's CUDA accelerator and its CPU accelerator.
 ZERO_DEVICES = ("cuda", "cpu")
 
@@ -54,6 +56,24 @@ def set_up_single_process(port: int | None = None) -> bool:
         os.environ["MASTER_PORT"],
     )
     return True
+
+
+def accelerate_cpu_requested() -> bool:
+    """Whether `accelerate launch --cpu` (or ACCELERATE_USE_CPU=1) asked for the CPU."""
+    from accelerate.utils import parse_flag_from_env
+
+    return parse_flag_from_env(ACCELERATE_CPU_FLAG)
+
+
+def keep_deepspeed_on_the_cpu() -> None:
+    """Drop ACCELERATE_USE_CPU (after the device was chosen from it) for a DeepSpeed run.
+
+    accelerate sets DeepSpeed up only when it is not told to use the CPU (`AcceleratorState`), so with the flag the
+    Trainer would run the ZeRO-partitioned model without DeepSpeed's engine and read empty weights. The CPU is chosen
+    by `TrainingArguments(use_cpu=True)` instead, which DeepSpeed's CPU accelerator runs with.
+    """
+    if os.environ.pop(ACCELERATE_CPU_FLAG, None) is not None:
+        logger.debug("%s dropped: the CPU is chosen by use_cpu, which keeps DeepSpeed on", ACCELERATE_CPU_FLAG)
 
 
 def check_deepspeed(config: Path, device: torch.device, path: Path | None = None) -> None:

@@ -15,13 +15,15 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_callback import TrainerState
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, enable_full_determinism, set_seed
 
 from ..checkpoint_folders import move_files_into
 from ..runtime import best_device, preferred_dtype, resolve_dtype
 from .distributed import (
+    accelerate_cpu_requested,
     check_deepspeed,
     check_zero3_batches,
+    keep_deepspeed_on_the_cpu,
     set_up_single_process,
     share_process_group_with_deepspeed,
     whole_weights,
@@ -82,8 +84,8 @@ def prepare_base_model(recipe: Recipe, output_dir: Path, is_main_process: bool) 
 
 def training_device(recipe: Recipe) -> torch.device:
     """The device type the Trainer trains on: the runtime policy's (several processes: one GPU each), or the CPU
-    with `training.use_cpu: true`."""
-    return torch.device("cpu") if recipe.training.get("use_cpu") else best_device()
+    with `training.use_cpu: true` or `accelerate launch --cpu`."""
+    return torch.device("cpu") if recipe.training.get("use_cpu") or accelerate_cpu_requested() else best_device()
 
 
 def training_arguments(recipe: Recipe) -> TrainingArguments:
@@ -100,6 +102,7 @@ def training_arguments(recipe: Recipe) -> TrainingArguments:
         settings["deepspeed"] = str(recipe.resolve(settings["deepspeed"]))
         check_deepspeed(Path(settings["deepspeed"]), device, recipe.path)
         set_up_single_process()
+        keep_deepspeed_on_the_cpu()
     if settings.get("bf16") == "auto":
         settings["bf16"] = preferred_dtype(device) == torch.bfloat16
     settings.setdefault("remove_unused_columns", False)  # samples are RegionSample objects, not dicts of columns
@@ -249,6 +252,12 @@ def run_training(recipe: Recipe) -> TrainingResult:
         base = prepare_base_model(recipe, output_dir, args.process_index == 0)
     _wait_for_everyone()
 
+    # Seeded before the LoRA matrices are drawn (the Trainer seeds only once it is built): the same recipe starts from
+    # the same adapter in every run, on any number of processes.
+    if args.full_determinism:
+        enable_full_determinism(args.seed)
+    else:
+        set_seed(args.seed)
     dtype = resolve_dtype("bfloat16" if args.bf16 else "float16" if args.fp16 else "float32", args.device)
     model = AutoModelForImageTextToText.from_pretrained(base, trust_remote_code=True, dtype=dtype)
     model.config.use_cache = False
