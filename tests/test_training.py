@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -26,6 +27,8 @@ from pixelrefer_plugin.training.trainer import FINAL_SAVE_DIR, run_training, tra
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "recipes" / "smoke-tiny.yaml"
 BIN = Path(sys.executable).parent
+# What a launcher sets; a one-process start is tested without them.
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def losses(output_dir: Path) -> list[float]:
@@ -142,7 +145,8 @@ def test_recipe_overrides_and_errors(tmp_path):
 @pytest.mark.parametrize("recipe_path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda path: path.stem)
 def test_every_shipped_recipe_builds_its_training_arguments(recipe_path, tmp_path):
     """Each `training:` key of a shipped recipe is a TrainingArguments field of the installed transformers (the
-    DeepSpeed config is left out here: it needs a launcher)."""
+    DeepSpeed config is left out here: it would set up a process group in the test process; the recipes start with it
+    in `test_every_lora_recipe_trains_two_steps_on_the_tiny_preset`)."""
     recipe = load_recipe(recipe_path, {"training.output_dir": str(tmp_path)})
     recipe.training.pop("deepspeed", None)
     with warnings.catch_warnings():
@@ -163,21 +167,33 @@ def recipe_data(tmp_path_factory):
 
 @pytest.mark.parametrize("recipe_path", sorted((REPO / "recipes").glob("lora-*.yaml")), ids=lambda path: path.stem)
 def test_every_lora_recipe_trains_two_steps_on_the_tiny_preset(recipe_path, recipe_data, tmp_path):
-    """Each shipped LoRA recipe starts and trains, on the tiny preset of its variant and a small data set, as
-    written except for the model, the data, the number of steps and DeepSpeed (tested with its launcher above)."""
+    """Each shipped LoRA recipe starts as one process, as a user first tries it (no launcher, DeepSpeed included: the
+    -8gpu recipes set up a one-process distributed environment), and trains on the tiny preset of its variant and a
+    small data set, as written except for the model, the data and the number of steps."""
     train_json, root = recipe_data
     preset = "pixelrefer-lite-tiny" if "-lite-" in recipe_path.name else "pixelrefer-tiny"
     settings = [f"model={preset}", f"data.train={train_json}", f"data.root={root}", "training.max_steps=2"]
-    settings += ["training.gradient_accumulation_steps=1", "training.deepspeed=null"]
+    settings += [
+        "training.gradient_accumulation_steps=1",
+        "training.dataloader_num_workers=0",
+        "training.save_steps=2",
+    ]
     command = [sys.executable, "-m", "pixelrefer_plugin.cli", "train", str(recipe_path)]
-    result = run_command(command + [part for setting in settings for part in ("--set", setting)], tmp_path)
+    env = {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
+    result = run_command(command + [part for setting in settings for part in ("--set", setting)], tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
     assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 2
     assert (tmp_path / "adapter_model.safetensors").exists()
+    args = torch.load(tmp_path / "training_args.bin", weights_only=False)
+    assert bool(args.deepspeed) == ("8gpu" in recipe_path.name)
+    if args.deepspeed:
+        assert "no launcher set the distributed environment: running DeepSpeed as one process" in result.stderr
+    assert (tmp_path / "checkpoint-2" / "global_step2").is_dir() == bool(args.deepspeed)  # DeepSpeed's checkpoint
 
 
-def run_command(command, output_dir, timeout=400, **kwargs):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+def run_command(command, output_dir, timeout=400, env=None, **kwargs):
+    env = {**(os.environ if env is None else env), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run(
         [*command, "--set", f"training.output_dir={output_dir}"],
         cwd=REPO,
@@ -283,3 +299,48 @@ def test_recipe_typos_are_refused_with_the_closest_key(tmp_path):
     with pytest.raises(RecipeError, match="did you mean 'dropout'") as raised:
         load_recipe(recipe)
     assert raised.value.key == "lora.dropuot"
+
+
+def test_without_a_launcher_a_deepspeed_run_gets_a_one_process_environment():
+    from pixelrefer_plugin.training.distributed import set_up_single_process
+
+    bare = {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
+    with mock.patch.dict(os.environ, bare, clear=True):
+        assert set_up_single_process()
+        assert [os.environ[name] for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE")] == ["0", "0", "1"]
+        assert os.environ["MASTER_ADDR"] == "127.0.0.1" and int(os.environ["MASTER_PORT"]) > 0
+    launched = {**bare, "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_PORT": "29511"}
+    with mock.patch.dict(os.environ, launched, clear=True):
+        assert not set_up_single_process()  # a launcher's environment is left as it is
+        assert os.environ["WORLD_SIZE"] == "2" and os.environ["MASTER_PORT"] == "29511"
+
+
+def test_deepspeed_that_cannot_run_is_refused_in_one_line_before_anything_runs(tmp_path):
+    from pixelrefer_plugin.training.distributed import check_deepspeed
+
+    recipe = load_recipe(SMOKE, {"training.output_dir": str(tmp_path / "out"), "training.deepspeed": "missing.json"})
+    with pytest.raises(RecipeError, match=r"missing\.json does not exist; expected a DeepSpeed JSON config") as raised:
+        run_training(recipe)
+    assert raised.value.key == "training.deepspeed" and "\n" not in str(raised.value)
+    assert not (tmp_path / "out").exists()
+    config = REPO / "recipes" / "deepspeed" / "zero3.json"
+    with pytest.raises(RecipeError, match=r"DeepSpeed ZeRO does not run on 'mps' devices.*training.deepspeed=null"):
+        check_deepspeed(config, torch.device("mps"))
+    if not torch.cuda.is_available():
+        with pytest.raises(RecipeError, match=r"DeepSpeed's accelerator is 'cpu' but training runs on 'cuda'"):
+            check_deepspeed(config, torch.device("cuda"))
+
+
+def test_zero3_refuses_batches_that_would_run_different_modules_on_different_processes():
+    """The full model projects a batch's images and videos in separate projector calls; ZeRO-3 gathers weights with
+    a collective per call, so mixed data on several processes is refused before the first step (it would hang)."""
+    from pixelrefer_plugin.training.data import RegionSample
+    from pixelrefer_plugin.training.distributed import check_zero3_batches
+
+    mixed = [RegionSample(messages=[], images=["a.png"]), RegionSample(messages=[], videos=["b.mp4"])]
+    with pytest.raises(RecipeError, match="mixes 1 image and 1 video records") as raised:
+        check_zero3_batches(mixed, "full", world_size=2)
+    assert raised.value.key == "training.deepspeed"
+    check_zero3_batches(mixed, "full", world_size=1)  # one process: nothing to agree with
+    check_zero3_batches(mixed, "lite", world_size=2)  # Lite has no scene projector
+    check_zero3_batches(mixed[1:], "full", world_size=2)
