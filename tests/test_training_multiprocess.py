@@ -7,8 +7,10 @@ merges.
 Slow, the slowest tests of the suite: 8.5 min for this file measured on 2 cores shared with other jobs (6.2
 CPU-minutes). Each configuration is 2 training runs of 12-35 s; in each test session DeepSpeed also compiles its
 shared-memory op on the first DeepSpeed run (~30-90 s, shared with tests/test_training.py) and its CPU Adam on the
-first offload run (~1.5-2.5 min), into the session's temporary cache. Device: the CPU unless `--device cuda` (when the suite's conftest
-declares it) or PIXELREFER_TEST_DEVICE=cuda names GPUs (2 processes need 2 GPUs).
+first offload run (~1.5-2.5 min), into the session's temporary cache.
+
+Device: the CPU unless `--device cuda` (when the suite's conftest declares it) or PIXELREFER_TEST_DEVICE=cuda names
+GPUs (2 processes need 2 GPUs).
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "M
 # same order with the same seed, so only the order of the gradient sums differs: 1 process accumulates its
 # micro-batches in turn; 2 processes each accumulate their half, then the all-reduce (DDP) or ZeRO's reduce-scatter
 # averages them and the gradient norm for clipping is summed over partitions; with offload, DeepSpeed's CPU Adam
-# updates partitions of other lengths. Measured on the CPU: DDP 0, ZeRO-2 7e-9, ZeRO-3 1.5e-8, ZeRO-3 offload 5.6e-7 (float32
-# rounding, enlarged by Adam where a gradient element is near its eps). A wrong reduction is far larger: DDP with the
-# loss averaged per process instead of over both processes' tokens (average_tokens_across_devices=false) moves the
-# adapter by 3e-3. 1e-5 sits 18x above the first and 300x below the second.
+# updates partitions of other lengths. Measured on the CPU: DDP 0, ZeRO-2 7e-9, ZeRO-3 1.5e-8, ZeRO-3 offload
+# 5.6e-7 (float32 rounding, enlarged by Adam where a gradient element is near its eps). A wrong reduction is far larger:
+# DDP with the loss averaged per process instead of over both processes' tokens (average_tokens_across_devices=false)
+# moves the adapter by 3e-3. 1e-5 sits 18x above the largest rounding difference and 300x below that.
 TOLERANCE = 1e-5
 
 
