@@ -41,7 +41,7 @@ LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "M
 # micro-batches in turn; 2 processes each accumulate their half, then the all-reduce (DDP) or ZeRO's reduce-scatter
 # averages them and the gradient norm for clipping is summed over partitions; with offload, DeepSpeed's CPU Adam
 # updates partitions of other lengths. Measured on the CPU: DDP 0, ZeRO-2 7e-9, ZeRO-3 1.5e-8, ZeRO-3 offload
-# 5.6e-7 (float32 rounding, enlarged by Adam where a gradient element is near its eps). A wrong reduction is far larger:
+# 5.6e-7 (float32 rounding, enlarged by Adam where a gradient element is near its eps). A wrong reduction is larger:
 # DDP with the loss averaged per process instead of over both processes' tokens (average_tokens_across_devices=false)
 # moves the adapter by 3e-3. 1e-5 sits 18x above the largest rounding difference and 300x below that.
 TOLERANCE = 1e-5
