@@ -10,8 +10,9 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
         "train",
         help="fine-tune with a recipe (LoRA on region data)",
-        description="Fine-tune as a recipe says. Runs as it is, or under `torchrun -m pixelrefer_plugin.cli train`, "
-        "`accelerate launch -m pixelrefer_plugin.cli train` or `deepspeed --module pixelrefer_plugin.cli train`.",
+        description="Fine-tune as a recipe says. Runs as it is (one process, DeepSpeed recipes included), or under "
+        "`torchrun -m pixelrefer_plugin.cli train`, `accelerate launch -m pixelrefer_plugin.cli train` or "
+        "`deepspeed --module pixelrefer_plugin.cli train` (see docs/fine-tuning.md, 'From one GPU to many').",
     )
     parser.add_argument("recipe", help="recipe YAML (see recipes/)")
     parser.add_argument(

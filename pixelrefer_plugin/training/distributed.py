@@ -20,9 +20,8 @@ from .recipe import RecipeError
 
 logger = logging.getLogger(__name__)
 
-# What a launcher (torchrun, accelerate launch with several processes, the deepspeed launcher) sets for each process,
-# and what `deepspeed.init_distributed` needs to start without looking for MPI.
-LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+# What a launcher (torchrun, accelerate launch with several processes, the deepspeed launcher) sets for each process.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 # Set by mpirun / Intel MPI / MVAPICH: DeepSpeed discovers the ranks from MPI itself.
 MPI_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 # `accelerate launch --cpu` sets it; accelerate then leaves DeepSpeed out.
@@ -33,10 +32,10 @@ ZERO_DEVICES = ("cuda", "cpu")
 
 def launched() -> bool:
     """True when a launcher started this process as part of a distributed job (its rank is in the environment)."""
-    return any(name in os.environ for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", *MPI_VARIABLES))
+    return any(name in os.environ for name in (*RANK_VARIABLES, *MPI_VARIABLES))
 
 
-def set_up_single_process(port: int | None = None) -> bool:
+def set_up_single_process() -> bool:
     """Set the environment of a one-process distributed job when no launcher set it, as transformers documents for
     DeepSpeed in a notebook (`MASTER_ADDR`, `MASTER_PORT`, `RANK`, `LOCAL_RANK`, `WORLD_SIZE`); returns whether it did.
 
@@ -45,13 +44,12 @@ def set_up_single_process(port: int | None = None) -> bool:
     """
     if launched():
         return False
-    port = port or _free_port()
-    environment = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "LOCAL_RANK": "0"}
-    for name, value in {**environment, "WORLD_SIZE": "1"}.items():
-        os.environ.setdefault(name, value)
+    environment = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+    for name, value in {**environment, "MASTER_PORT": str(_free_port())}.items():
+        os.environ.setdefault(name, value)  # a MASTER_ADDR / MASTER_PORT of the user's own is kept
     logger.info(
         "no launcher set the distributed environment: running DeepSpeed as one process (MASTER_ADDR=%s MASTER_PORT=%s "
-        "RANK=0 LOCAL_RANK=0 WORLD_SIZE=1); use torchrun, accelerate launch or deepspeed for several",
+        "RANK=0 LOCAL_RANK=0 WORLD_SIZE=1); start it with torchrun, accelerate launch or deepspeed for several",
         os.environ["MASTER_ADDR"],
         os.environ["MASTER_PORT"],
     )
