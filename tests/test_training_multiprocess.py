@@ -9,8 +9,7 @@ CPU-minutes). Each configuration is 2 training runs of 12-35 s; in each test ses
 shared-memory op on the first DeepSpeed run (~30-90 s, shared with tests/test_training.py) and its CPU Adam on the
 first offload run (~1.5-2.5 min), into the session's temporary cache.
 
-Device: the CPU unless `--device cuda` (when the suite's conftest declares it) or PIXELREFER_TEST_DEVICE=cuda names
-GPUs (2 processes need 2 GPUs).
+Device: the CPU unless `--device cuda` (an option of the suite's conftest) names GPUs; 2 processes need 2 GPUs.
 """
 
 from __future__ import annotations
@@ -81,8 +80,8 @@ CONFIGS = {
 
 
 def device_under_test(config: pytest.Config) -> str:
-    """`--device` (when the suite's conftest declares it), else PIXELREFER_TEST_DEVICE, else the CPU."""
-    return config.getoption("device", default=None) or os.environ.get("PIXELREFER_TEST_DEVICE", "cpu")
+    """`--device` (declared by the suite's conftest), else the CPU."""
+    return config.getoption("device", default=None) or "cpu"
 
 
 def process_environment(device: str) -> dict[str, str]:
