@@ -31,6 +31,80 @@ def strided_kmeans_init(points: torch.Tensor, counts: torch.Tensor, num_clusters
     return torch.gather(points, 1, index[..., None].expand(-1, -1, points.shape[-1]))
 
 
+KMEANS_RTOL = 1e-5
+"""Relative part of the k-means stop test: `torch.allclose`'s default, which the released `kmeans_fast` relies on."""
+
+EXACT_DISTANCE_CHUNK = 1 << 24
+"""Elements of `(points, K, C)` differences computed at once by the exact distance check of `nearest_centroids`."""
+
+
+def nearest_centroids(
+    points: torch.Tensor, valid: torch.Tensor, centroids: torch.Tensor, point_norms: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Index of each point's nearest centroid, decided as the released `kmeans_fast` decides it.
+
+    The released code takes `argmin_k sum((x - c_k) ** 2)`. Features stretched to a larger grid (crops refitted into
+    the pixel budget) hold points equally far from two centroids, whose tie only the float rounding of that formula
+    breaks. A matmul (`|c|² - 2 x·c`) ranks the centroids of every point; where the best two lie within
+    `2 sqrt(C) eps (|x| + max|c|)²` of each other (about 25 times the rounding error of either formula measured at
+    C = 1152), the released formula itself decides, on the released memory layout (in chunks of
+    `EXACT_DISTANCE_CHUNK` elements).
+
+    Args:
+        points: `(R, N, C)` float points, padded.
+        valid: `(R, N)` bool, which points are real.
+        centroids: `(R, K, C)`.
+        point_norms: `(R, N)` `points.norm(dim=-1)`, when already known.
+
+    Returns:
+        `(R, N)` long labels (padding rows: any).
+    """
+    width, num_clusters = points.shape[-1], centroids.shape[1]
+    with torch.no_grad():
+        scores = torch.baddbmm(centroids.square().sum(-1)[:, None, :], points, centroids.transpose(1, 2), alpha=-2)
+        labels = scores.argmin(dim=-1)
+        norms = points.norm(dim=-1) if point_norms is None else point_norms
+        reach = norms + centroids.norm(dim=-1).amax(dim=-1, keepdim=True)  # (R, N)
+        slack = 2 * width**0.5 * torch.finfo(points.dtype).eps * reach.square()
+        close = (scores <= scores.amin(dim=-1, keepdim=True) + slack[..., None]).sum(dim=-1) > 1
+        region, point = (close & valid).nonzero(as_tuple=True)
+        rows = max(1, EXACT_DISTANCE_CHUNK // (num_clusters * width))
+        for chunk in torch.arange(len(region), device=points.device).split(rows):
+            r, n = region[chunk], point[chunk]
+            # The released points are column-major (`x[..., valid]` of a channels-first map), so its `(n, K, C)`
+            # differences lie in memory as `(C, K, n)`; the same layout gives its sums over C, bit for bit.
+            differences = points.new_empty(width, num_clusters, len(chunk))
+            torch.sub(points[r, n].t()[:, None, :], centroids[r].permute(2, 1, 0), out=differences)
+            labels[r, n] = torch.argmin(torch.sum(differences.permute(2, 1, 0) ** 2, dim=2), dim=1)
+    return labels
+
+
+def cluster_means(
+    points: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor
+) -> torch.Tensor:
+    """Mean of each cluster's points, a cluster with no point keeping its centroid: `(R, K, C)`.
+
+    As the released `tokens[labels == i].mean(dim=0)`: the members of a cluster in point order, reduced by `mean` over
+    a tensor of exactly their count (clusters of one size are reduced together), so every mean is the released one
+    bit for bit, whatever else the batch holds.
+    """
+    num_regions, _, width = points.shape
+    num_clusters = centroids.shape[1]
+    offsets = torch.arange(num_regions, device=points.device)[:, None] * num_clusters
+    cluster = torch.where(valid, labels + offsets, num_regions * num_clusters).flatten()  # padding: one extra id
+    order = torch.argsort(cluster, stable=True)  # points grouped by cluster, in point order
+    sizes = torch.bincount(cluster, minlength=num_regions * num_clusters + 1)[:-1]
+    starts = torch.cumsum(sizes, 0) - sizes
+    flat = points.flatten(0, 1)
+    means = centroids.reshape(-1, width).clone()
+    for size in sizes.unique().tolist():
+        if size:
+            clusters = (sizes == size).nonzero()[:, 0]
+            members = order[starts[clusters, None] + torch.arange(size, device=points.device)]
+            means[clusters] = flat[members].mean(dim=1)
+    return means.view(num_regions, num_clusters, width)
+
+
 def batched_kmeans(
     points: torch.Tensor,
     valid: torch.Tensor,
@@ -38,36 +112,33 @@ def batched_kmeans(
     num_iters: int,
     tol: float,
 ) -> torch.Tensor:
-    """Lloyd's k-means on many point sets at once.
+    """Lloyd's k-means on many point sets at once, with the arithmetic of the released `kmeans_fast`.
 
-    Each iteration assigns every valid point to its nearest centroid (Euclidean), then moves each centroid to the mean
-    of its points; a centroid with no point keeps its position. A region stops updating once none of its centroids
-    moved by more than `tol`.
+    Each iteration assigns every valid point to its nearest centroid (`nearest_centroids`), then moves each centroid
+    to the mean of its points (`cluster_means`); a centroid with no point keeps its position. As released, a region
+    stops when `torch.allclose(centroids, updated, atol=tol)` (relative tolerance `KMEANS_RTOL`), keeping the
+    centroids it had before that last update.
 
     Args:
         points: `(R, N, C)` float points, padded.
         valid: `(R, N)` bool, which points are real.
         initial_centroids: `(R, K, C)`.
         num_iters: maximum number of iterations.
-        tol: convergence tolerance (absolute, per coordinate).
+        tol: absolute convergence tolerance.
 
     Returns:
         `(R, K, C)` centroids, in the order of `initial_centroids`.
     """
     centroids = initial_centroids
-    num_clusters = centroids.shape[1]
-    weights = valid.to(points.dtype)[..., None]  # (R, N, 1)
     active = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
+    with torch.no_grad():
+        point_norms = points.norm(dim=-1)
     for _ in range(num_iters):
-        # argmin_k |x - c_k|² = argmin_k (|c_k|² - 2 x·c_k): one batched matmul, no (R, N, K, C) tensor
-        scores = torch.baddbmm(centroids.square().sum(-1)[:, None, :], points, centroids.transpose(1, 2), alpha=-2)
-        one_hot = nn.functional.one_hot(scores.argmin(dim=-1), num_clusters).to(points.dtype) * weights  # (R, N, K)
-        sums = one_hot.transpose(1, 2) @ points  # (R, K, C); a matmul, so the sums are deterministic on every device
-        sizes = one_hot.sum(dim=1)[..., None]  # (R, K, 1)
-        updated = torch.where(sizes > 0, sums / sizes.clamp_min(1), centroids)
-        converged = ((updated - centroids).abs() <= tol).flatten(1).all(dim=1)
-        centroids = torch.where(active[:, None, None], updated, centroids)
+        labels = nearest_centroids(points, valid, centroids, point_norms)
+        updated = cluster_means(points, valid, labels, centroids)
+        converged = torch.isclose(centroids, updated, rtol=KMEANS_RTOL, atol=tol).flatten(1).all(dim=1)
         active = active & ~converged
+        centroids = torch.where(active[:, None, None], updated, centroids)
         if not bool(active.any()):
             break
     return centroids
@@ -107,6 +178,9 @@ class PixelReferObjectTokenizer(nn.Module):
         self.kmeans_iters = config.region_settings.kmeans_iters
         self.kmeans_tol = config.region_settings.kmeans_tol
         self.position_axis_swap = config.position_axis_swap
+        # the dtype of mask pooling and k-means, as released: the full model casts the position-encoded features to
+        # float32 (`feat.to(mask.dtype)`), Lite pools them in their own dtype (`None`; see `pooling_dtype`)
+        self.pool_dtype: torch.dtype | None = torch.float32 if config.variant == "full" else None
         self.pos_linear = nn.Linear(2, vision_width)
         self.feat_linear = nn.Sequential(
             nn.Linear(vision_width, text_width), nn.GELU(), nn.Linear(text_width, text_width)
@@ -133,8 +207,9 @@ class PixelReferObjectTokenizer(nn.Module):
                 another size has its position-encoded features stretched to it (bilinear), as the released models do.
 
         Returns:
-            features `(R, mask_num, C)` float32, region r's tokens in rows `[0, tokens_per_region[r])` and zeros after,
-            and tokens_per_region `(R,)` = `min(mask_num, cells in the region's grid mask)`.
+            features `(R, mask_num, C)` in `pooling_dtype` (full: float32; Lite: the features'), region r's tokens in
+            rows `[0, tokens_per_region[r])` and zeros after, and tokens_per_region `(R,)` =
+            `min(mask_num, cells in the region's grid mask)`.
         """
         num_regions = grid_sizes.shape[0]
         stretch = mask_sizes is not None and not torch.equal(mask_sizes.to(grid_sizes.device), grid_sizes)
@@ -151,9 +226,9 @@ class PixelReferObjectTokenizer(nn.Module):
             positions = positions.to(device=features.device, dtype=features.dtype)
             if torch.is_grad_enabled():
                 features = features + self.pos_linear(positions)
-            else:  # inference: add in place, sparing one feature-sized allocation
-                features.addmm_(positions, self.pos_linear.weight.t()).add_(self.pos_linear.bias)
-        features = features.float()
+            else:  # inference: add in place (the selected rows are a copy)
+                features.add_(self.pos_linear(positions))
+        features = features.to(self.pooling_dtype(features.dtype))
 
         feature_region = cell_region[selected]
         counts = torch.bincount(feature_region, minlength=num_regions)
@@ -174,6 +249,13 @@ class PixelReferObjectTokenizer(nn.Module):
             tokens[needs_kmeans] = self.kmeans_tokens(features, feature_region, needs_kmeans)
         return tokens, num_tokens
 
+    def pooling_dtype(self, features_dtype: torch.dtype) -> torch.dtype:
+        """Dtype of mask pooling and k-means for features of `features_dtype`: `pool_dtype`, else the features' own
+        (float16, which the released models never ran and whose range squared distances overflow, pools in float32)."""
+        if self.pool_dtype is not None:
+            return self.pool_dtype
+        return torch.float32 if features_dtype == torch.float16 else features_dtype
+
     def kmeans_tokens(
         self, features: torch.Tensor, feature_region: torch.Tensor, needs_kmeans: torch.Tensor
     ) -> torch.Tensor:
@@ -193,16 +275,18 @@ class PixelReferObjectTokenizer(nn.Module):
         image_sizes: torch.Tensor,
         mask_sizes: torch.Tensor,
     ) -> torch.Tensor:
-        """Position-encoded float32 features of every crop at its grid mask's size `(sum(mh*mw), C)`.
+        """Position-encoded features of every crop at its grid mask's size `(sum(mh*mw), C)`, in `pooling_dtype`.
 
-        The positions are those of the feature grid; a crop whose grid mask has another size is then resampled to it
-        (bilinear, `align_corners=False`), the released `MaskPooling` rule for crops the image processor refitted.
+        As the released `MaskExtractor` / `MaskPooling` (both variants): the position encoding of the feature grid is
+        added first, in the features' dtype; the sum is cast to `pooling_dtype`, and a crop whose grid mask has another
+        size (the image processor refitted it into the pixel budget) is resampled to it (bilinear,
+        `align_corners=False`).
         """
         positions = position_grids(grid_sizes, boxes, image_sizes, self.position_axis_swap)
         features = crop_features + self.pos_linear(
             positions.to(device=crop_features.device, dtype=crop_features.dtype)
         )
-        pieces = features.float().split((grid_sizes[:, 0] * grid_sizes[:, 1]).tolist())
+        pieces = features.to(self.pooling_dtype(features.dtype)).split((grid_sizes[:, 0] * grid_sizes[:, 1]).tolist())
         stretched = []
         for piece, (height, width), mask_size in zip(pieces, grid_sizes.tolist(), mask_sizes.tolist(), strict=True):
             if [height, width] != mask_size:

@@ -1,5 +1,6 @@
 # Copyright 2026 The pixelrefer-plugin authors. Licensed under the Apache License, Version 2.0.
-"""Vectorised SAOT (pooling + k-means + MLP) against the per-region, per-cluster loop reference."""
+"""Vectorised SAOT (pooling + k-means + MLP) against the per-region, per-cluster loop reference and, for k-means,
+against the released `kmeans_fast` transcribed in `pixelrefer_plugin.testing.released_region_encoder`."""
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from helpers import TINY_TEXT_CONFIG
 
 from pixelrefer_plugin.configuration_pixelrefer import PixelReferConfig
 from pixelrefer_plugin.object_tokenizer import PixelReferObjectTokenizer, batched_kmeans, strided_kmeans_init
+from pixelrefer_plugin.testing.released_region_encoder import kmeans_fast
 from pixelrefer_plugin.testing.saot_reference import kmeans_loop, reference_object_tokens, reference_pool
 
 VISION_WIDTH = 24
@@ -50,6 +52,67 @@ def test_vectorised_kmeans_equals_loop_reference_with_the_same_start():
     for region, count in enumerate(counts.tolist()):
         expected = kmeans_loop(points[region, :count], 32, num_iters=5, tol=1e-6)
         torch.testing.assert_close(batched[region], expected, rtol=1e-5, atol=1e-5)
+
+
+def stretched_points(seed: int, grid: tuple[int, int], size: tuple[int, int], width: int = 24) -> torch.Tensor:
+    """Column-major `(N, C)` points as the released `MaskPooling` selects them from features stretched from `grid` to
+    `size` (bilinear): rows of a channels-first map, many points equally far from two others."""
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(1, grid[0], grid[1], width, generator=generator).permute(0, 3, 1, 2)
+    stretched = torch.nn.functional.interpolate(features, size=size, mode="bilinear", align_corners=False)
+    keep = torch.rand(size, generator=generator) < 0.6
+    return stretched[..., keep].permute(2, 0, 1).reshape(-1, width)
+
+
+@pytest.mark.parametrize("num_iters", [5, 3], ids=["full", "lite"])
+def test_kmeans_on_stretched_features_equals_the_released_kmeans_fast(num_iters):
+    """Ties between centroids on stretched features are broken by float rounding alone; batched with other regions,
+    each region's centroids are those of the released `kmeans_fast` from the same start."""
+    sets = [stretched_points(seed, (7, 5), (21, 15)) for seed in range(4)]  # 3x: points midway between others
+    sets += [stretched_points(seed, (3, 4), (24, 32)) for seed in range(3)] + [stretched_points(4, (5, 7), (13, 17))]
+    counts = torch.tensor([len(points) for points in sets])
+    points = torch.nn.utils.rnn.pad_sequence(sets, batch_first=True)
+    valid = torch.arange(points.shape[1])[None, :] < counts[:, None]
+    start = strided_kmeans_init(points, counts, 32)
+    released_start = lambda n, k: torch.arange(k) * n // k  # noqa: E731  (the same start for kmeans_fast)
+    batched = batched_kmeans(points, valid, start, num_iters=num_iters, tol=1e-6)
+    for region, released_points in enumerate(sets):
+        expected = kmeans_fast(released_points, 32, num_iterations=num_iters, kmeans_start=released_start)
+        torch.testing.assert_close(batched[region], expected, rtol=0, atol=1e-5)
+        alone = batched_kmeans(
+            points[region : region + 1], valid[region : region + 1], start[region : region + 1], num_iters, 1e-6
+        )
+        assert torch.equal(alone[0], batched[region])
+    # the case is there: the same points in row-major memory (other float rounding) give other centroids
+    moved = [
+        (kmeans_fast(p.contiguous(), 32, num_iters, released_start) - kmeans_fast(p, 32, num_iters, released_start))
+        .abs()
+        .max()
+        for p in sets
+    ]
+    assert max(moved) > 1e-3
+
+
+def test_kmeans_stops_as_released():
+    """`torch.allclose(old, new, atol=tol)` with its relative tolerance 1e-5 stops k-means, and the centroids before
+    that last update are the result."""
+    points = torch.tensor([[[1000.0], [1000.002], [0.0], [0.0]]])
+    start = torch.tensor([[[1000.0], [0.0]]])
+    result = batched_kmeans(points, torch.ones(1, 4, dtype=torch.bool), start, num_iters=5, tol=0.0)
+    expected = kmeans_fast(points[0], 2, num_iterations=5, kmeans_start=lambda n, k: torch.tensor([0, 2]))
+    assert result[0, :, 0].tolist() == expected[:, 0].tolist() == [1000.0, 0.0]
+
+
+@pytest.mark.parametrize("variant, dtype", [("full", torch.float32), ("lite", torch.bfloat16)])
+def test_pooling_dtype_follows_the_released_variant(variant, dtype):
+    """The released full model pools float32 features (`feat.to(mask.dtype)`), Lite its features' own dtype."""
+    module = make_module(variant=variant).to(torch.bfloat16)
+    features, *rest = random_regions(3, seed=6)
+    grid_sizes = rest[0]
+    with torch.no_grad():
+        pooled, _ = module.pool_padded(features.bfloat16(), *rest)
+        stretched, _ = module.pool_padded(features.bfloat16(), *rest, grid_sizes + 1)
+    assert pooled.dtype == stretched.dtype == dtype
 
 
 def test_kmeans_padding_does_not_move_centroids():

@@ -29,6 +29,8 @@ class ReleasedRegion:
         num_tokens: the number of `<REGION>` tokens the prompt gets.
         local: Lite only: the local context image as encoded.
         global_image: Lite only: the frame at the global context size as encoded.
+        box_param: `(box, h, w)` as `resize_image_mask` returns it for the region encoder: the crop box rows first
+            (full: bottom/right exclusive; Lite: inclusive) and the image size.
     """
 
     crop: np.ndarray
@@ -36,6 +38,7 @@ class ReleasedRegion:
     num_tokens: int
     local: np.ndarray | None = None
     global_image: np.ndarray | None = None
+    box_param: tuple[tuple[int, int, int, int], int, int] | None = None
 
 
 def released_smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -102,7 +105,8 @@ def full_regions(
             align_corners=False,
         )[0, 0]
         crop = fit_to_budget(resize_img, len(masks), min_pixels, max_pixels)
-        out.append(ReleasedRegion(crop, resize_mask, min(max_tokens, int(resize_mask.sum()))))
+        num_tokens = min(max_tokens, int(resize_mask.sum()))
+        out.append(ReleasedRegion(crop, resize_mask, num_tokens, box_param=(tuple(map(int, bbox)), h, w)))
     return out
 
 
@@ -142,7 +146,8 @@ def lite_regions(
             )
         raw_336, local_224 = cache["image"]
         grid = torch.from_numpy(mask_small.reshape(resize_h // patch_size, resize_w // patch_size)).bfloat16()
-        prepared.append((resize_img, grid, local_224, raw_336))
+        box = (top, left, min(h - 1, bottom_excl - 1), min(w - 1, right_excl - 1))
+        prepared.append((resize_img, grid, local_224, raw_336, (box, h, w)))
     count = len(prepared)
     return [
         ReleasedRegion(
@@ -151,8 +156,9 @@ def lite_regions(
             mask_token_num,
             fit_to_budget(local, count, min_pixels, max_pixels),
             fit_to_budget(raw, count, min_pixels, max_pixels),
+            box_param,
         )
-        for crop, grid, local, raw in prepared
+        for crop, grid, local, raw, box_param in prepared
     ]
 
 
