@@ -11,6 +11,12 @@ import shutil
 import tempfile
 
 TEST_CACHE_HOME = tempfile.mkdtemp(prefix="pixelrefer-test-cache-")
+# Compiled kernels are a build cache, not data a result could depend on: DeepSpeed's ops (CPU Adam, shared memory)
+# are JIT-built once into torch's extension folder and reused, instead of minutes of compiling in every session.
+os.environ.setdefault(
+    "TORCH_EXTENSIONS_DIR",
+    os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch_extensions"),
+)
 os.environ["XDG_CACHE_HOME"] = TEST_CACHE_HOME
 for _variable in (
     "PIXELREFER_DEMO_DIR",
@@ -79,6 +85,15 @@ def task_dir(tmp_path_factory):
 def task_utils(task_dir):
     """The task folder's `utils.py`, loaded from there as lmms-eval loads it."""
     return load_task_module(task_dir, "utils")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="device of the multi-process training tests (cuda: 2 processes need 2 GPUs)",
+    )
 
 
 def pytest_unconfigure(config):
