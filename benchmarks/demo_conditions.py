@@ -47,19 +47,23 @@ def kernel_families() -> list[str]:
 
 
 class CoreBudget:
-    """At most `cores` threads of the running conditions at a time (a condition with more threads runs alone)."""
+    """At most `cores` threads of the running conditions at a time, started in the order they ask (first come, first
+    served: a condition with more threads is not overtaken by smaller ones while it waits for the cores)."""
 
     def __init__(self, cores: int):
         self.cores = max(1, cores)
         self.free = self.cores
+        self.serving = 0
         self.changed = threading.Condition()
 
     @contextlib.contextmanager
-    def hold(self, threads: int):
+    def hold(self, threads: int, ticket: int):
         wanted = min(threads, self.cores)
         with self.changed:
-            self.changed.wait_for(lambda: self.free >= wanted)
+            self.changed.wait_for(lambda: self.serving == ticket and self.free >= wanted)
             self.free -= wanted
+            self.serving += 1
+            self.changed.notify_all()
         try:
             yield
         finally:
@@ -162,14 +166,16 @@ def main() -> int:
         print(f"{len(conditions)} conditions on {args.cores} cores, in {work}", flush=True)
         cores = CoreBudget(args.cores)
 
-        def run(condition: tuple[int, int, str]) -> dict:
-            with cores.hold(condition[1]):
-                return run_condition(*condition, work)
-
         # the conditions with the most threads first, so that the 1-thread ones fill the cores at the end
         order = sorted(range(len(conditions)), key=lambda index: -conditions[index][1])
+
+        def run(ticket: int) -> dict:
+            condition = conditions[order[ticket]]
+            with cores.hold(condition[1], ticket):
+                return run_condition(*condition, work)
+
         with ThreadPoolExecutor(len(conditions)) as pool:
-            finished = dict(zip(order, pool.map(run, [conditions[index] for index in order]), strict=True))
+            finished = dict(zip(order, pool.map(run, range(len(order))), strict=True))
         results = [finished[index] for index in range(len(conditions))]
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

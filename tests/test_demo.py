@@ -4,6 +4,7 @@ beat its zeroed-object-token control."""
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelrefer_plugin.demo.trained import COMPLETE, RESULTS, ROWS, DemoResult, default_demo_dir, train_demo_model
+from pixelrefer_plugin.demo.trained import COMPLETE, ROWS, DemoResult, band_table, train_demo_model
 from pixelrefer_plugin.integrations.lmms_eval.fixtures import write_held_out_documents
 from pixelrefer_plugin.integrations.lmms_eval.tasks.synthetic_utils import first_word, process_results
 from pixelrefer_plugin.synthetic import COLOURS, HELD_OUT_SEED, generate_samples, held_out_samples, make_clip
@@ -156,6 +157,7 @@ def test_reduced_demo_beats_the_zeroed_object_token_control(tmp_path, monkeypatc
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS_WITH_THE_TABLE = [REPO / "README.md", REPO / "docs" / "demo.md"]
+MEASURED_CONDITIONS = REPO / "benchmarks" / "results" / "demo-conditions.json"
 
 
 def documented_table(doc: Path) -> str:
@@ -186,9 +188,58 @@ def test_documented_demo_table_is_in_the_demo_output_format(doc):
     assert table == documented_table(DOCS_WITH_THE_TABLE[0])
 
 
-def test_documented_demo_table_holds_the_numbers_of_the_cached_full_run():
-    """The numbers of the docs are those `make demo` (all held-out questions, the recipe's steps) computed here."""
-    results = default_demo_dir() / RESULTS
-    if not results.exists():
-        pytest.skip(f"no full demo run cached in {results.parent} (run `make demo`)")
-    assert documented_table(DOCS_WITH_THE_TABLE[0]) == render(json.loads(results.read_text()))
+def documented_band(doc: Path) -> str:
+    """The band table a doc shows: the lines after `$ benchmarks/demo_conditions.py` in its code block."""
+    block = doc.read_text().split("$ benchmarks/demo_conditions.py", 1)[1].split("```", 1)[0]
+    return "\n".join(block.splitlines()[1:]).strip("\n")
+
+
+@pytest.fixture(scope="module")
+def measured_conditions() -> list[dict]:
+    """The conditions `benchmarks/demo_conditions.py --json` measured (committed with the docs that quote them)."""
+    return json.loads(MEASURED_CONDITIONS.read_text())
+
+
+@pytest.mark.parametrize("doc", DOCS_WITH_THE_TABLE, ids=lambda doc: doc.name)
+def test_documented_band_is_the_band_of_the_measured_conditions(doc, measured_conditions):
+    """The docs show the range over every measured condition, and their one-run table is one of those runs."""
+    assert documented_band(doc) == band_table([condition["scores"] for condition in measured_conditions])
+    documented = documented_table(doc)
+    assert documented in [render(condition["scores"]) for condition in measured_conditions]
+
+
+def test_the_band_covers_threads_and_kernel_families(measured_conditions):
+    """The band is measured as another machine would run the demo: at least 6 conditions, 1 and 2 torch threads, at
+    least two CPU kernel families, each condition with every score of the table."""
+    assert len(measured_conditions) >= 6
+    assert {condition["threads"] for condition in measured_conditions} >= {1, 2}
+    assert len({condition["kernels"] for condition in measured_conditions}) >= 2
+    for condition in measured_conditions:
+        assert set(condition["scores"]["trained"]) == set(condition["scores"]["control"]) == set(ROWS), condition
+
+
+def test_tests_use_their_own_caches():
+    """conftest.py points every cache into a temporary folder before anything is imported: the demo's, the task
+    folder's and the hub client's caches are there, never in the home folder of the person running the tests."""
+    import huggingface_hub.constants
+
+    from pixelrefer_plugin.demo.trained import demo_root
+    from pixelrefer_plugin.runtime import cache_dir
+
+    own = Path(os.environ["XDG_CACHE_HOME"])
+    assert own != Path.home() / ".cache" and own.name.startswith("pixelrefer-test-cache-")
+    for folder in (
+        demo_root(),
+        cache_dir("lmms_eval_tasks", "PIXELREFER_TASKS_DIR"),
+        Path(huggingface_hub.constants.HF_HUB_CACHE),
+    ):
+        assert folder.is_relative_to(own), folder
+
+
+def test_no_test_reads_the_home_folder():
+    """No test module names the home folder or the user's cache (a test that needs a cache uses a temporary one)."""
+    pattern = re.compile(r"Path\.home\(|expanduser\(|~/\.cache|default_demo_dir\(")
+    for module in sorted((REPO / "tests").glob("*.py")):
+        if module.name in ("conftest.py", Path(__file__).name):
+            continue
+        assert not pattern.search(module.read_text()), module.name
