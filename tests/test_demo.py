@@ -238,7 +238,7 @@ def test_tests_use_their_own_caches():
 
 def test_no_test_reads_the_home_folder():
     """No test module names the home folder or the user's cache (a test that needs a cache uses a temporary one)."""
-    pattern = re.compile(r"Path\.home\(|expanduser\(|~/\.cache|default_demo_dir\(")
+    pattern = re.compile(r"Path\.home\(|expanduser\(|~/\.cache|demo_root\(\)")
     for module in sorted((REPO / "tests").glob("*.py")):
         if module.name in ("conftest.py", Path(__file__).name):
             continue

@@ -79,11 +79,6 @@ def demo_root() -> Path:
     return cache_dir("demo", "PIXELREFER_DEMO_DIR")
 
 
-def default_demo_dir(root: Path | None = None) -> Path:
-    """Where `pixelrefer demo` without options keeps its trained model (and `RESULTS`)."""
-    return (root or demo_root()) / _cache_key(demo_recipe_path().read_text(), {}, DEMO_TORCH_THREADS)
-
-
 def demo_recipe_path() -> Path:
     """The packaged demo recipe (`recipes/demo-tiny.yaml`)."""
     return Path(str(resources.files("pixelrefer_plugin") / "recipes" / DEMO_RECIPE))
